@@ -1,0 +1,206 @@
+#!/usr/bin/env node
+import { existsSync, readFileSync } from "node:fs";
+import type { Logger } from "pino";
+import yargs, { type Argv } from "yargs";
+import { hideBin } from "yargs/helpers";
+import { envName, ENV_PREFIX, proxyFlags } from "./cli/flags.js";
+import { checkConfig } from "./commands/check.js";
+import { ExitCode } from "./commands/exit-codes.js";
+import { ConfigError, formatProblem } from "./config/errors.js";
+import { loadConfig, type Override } from "./config/load.js";
+import type { Config } from "./config/schema.js";
+import { createLogger } from "./log/logger.js";
+import { startProxy, type Proxy } from "./main.js";
+import { loadLibc } from "./net/libc.js";
+import { StartupError } from "./proxy/errors.js";
+
+/**
+ * The command line: the only module that reads argv and the environment,
+ * installs signal handlers or calls process.exit.
+ */
+
+const DEFAULT_CONFIG = "config/keepalive-proxy.yaml";
+const SINGLE_FLAGS = ["listen", "upstream", "name"];
+
+interface Args {
+  readonly [flag: string]: unknown;
+  readonly config?: string;
+  readonly connect?: boolean;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** Flags given on the command line or in the environment, each with its source for error messages. */
+function overridesFrom(args: Args, argv: readonly string[]): Override[] {
+  const overrides: Override[] = [];
+  for (const flag of [...Object.keys(proxyFlags()), ...SINGLE_FLAGS]) {
+    if (flag === "config") continue;
+    const value = args[flag];
+    if (value === undefined) continue;
+    const onCommandLine = argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`) || a === `--no-${flag}`);
+    overrides.push({ flag, value, source: onCommandLine ? `--${flag}` : envName(flag) });
+  }
+  return overrides;
+}
+
+/** Which file to read: --config, else the default file unless flags describe the listener. */
+function configFile(args: Args, overrides: readonly Override[]): string | undefined {
+  if (args.config !== undefined) return args.config;
+  if (overrides.some((o) => o.flag === "listen" || o.flag === "upstream")) return undefined;
+  if (existsSync(DEFAULT_CONFIG)) return DEFAULT_CONFIG;
+  throw new ConfigError([
+    {
+      path: "",
+      message: `no config: ${DEFAULT_CONFIG} does not exist here; pass --config FILE, or --listen HOST:PORT --upstream HOST:PORT (or ${envName("listen")} and ${envName("upstream")})`,
+    },
+  ]);
+}
+
+function loadFromArgs(args: Args, argv: readonly string[]): Config {
+  const overrides = overridesFrom(args, argv);
+  return loadConfig({ file: configFile(args, overrides), overrides });
+}
+
+function reportConfigError(error: ConfigError): void {
+  process.stderr.write(`keepalive-proxy: invalid config${error.file ? ` (${error.file})` : ""}:\n`);
+  for (const problem of error.problems) process.stderr.write(`  ${formatProblem(problem)}\n`);
+}
+
+async function run(args: Args, argv: readonly string[]): Promise<void> {
+  const config = loadFromArgs(args, argv);
+  const logger = createLogger({ level: config.log.level, format: config.log.format });
+  let proxy: Proxy;
+  try {
+    proxy = await startProxy(config, { logger });
+  } catch (error) {
+    if (error instanceof StartupError) {
+      logger.fatal({ code: error.code }, error.message);
+      process.stderr.write(`keepalive-proxy: ${error.message}\n`);
+      process.exit(ExitCode.StartupFailed);
+    }
+    throw error;
+  }
+  installSignalHandlers(proxy, logger, () => loadFromArgs(args, argv));
+}
+
+function installSignalHandlers(proxy: Proxy, logger: Logger, reloadConfig: () => Config): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal during drain; resetting all sessions now");
+      void proxy.shutdown(0).then(() => process.exit(ExitCode.Ok));
+      return;
+    }
+    stopping = true;
+    logger.info({ signal, liveSessions: proxy.sessionTotal, drainTimeoutMs: proxy.currentConfig.shutdown.drainTimeout }, "shutting down");
+    void proxy.shutdown().then(({ drained, reset }) => {
+      logger.info({ drained, reset }, "stopped");
+      process.exit(ExitCode.Ok);
+    });
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+  process.on("SIGHUP", () => {
+    if (stopping) return;
+    const started = performance.now();
+    let next: Config;
+    try {
+      next = reloadConfig();
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        logger.error({ problems: error.problems.map(formatProblem) }, "reload refused: invalid config; the running config stays in force");
+        return;
+      }
+      throw error;
+    }
+    proxy.reload(next).then(
+      (outcome) => {
+        logger.level = next.log.level;
+        logger.info({ ...outcome, durationMs: Math.round(performance.now() - started), liveSessions: proxy.sessionTotal }, "config reloaded");
+      },
+      (error: unknown) => {
+        logger.error({ err: error instanceof Error ? error.message : String(error) }, "reload refused; the running config stays in force");
+      },
+    );
+  });
+}
+
+async function check(args: Args, argv: readonly string[]): Promise<ExitCode> {
+  const config = loadFromArgs(args, argv);
+  return checkConfig(config, { connect: args.connect === true, libc: loadLibc(), print: (line) => process.stdout.write(`${line}\n`) });
+}
+
+function buildParser(argv: string[]): Argv {
+  return yargs(argv)
+    .scriptName("keepalive-proxy")
+    .usage(
+      [
+        "keepalive-proxy: a TCP proxy that keeps idle connections alive and resets both legs when a peer dies.",
+        "",
+        "Usage:",
+        "  $0 [options]                 run the proxy",
+        "  $0 check [--connect]         validate the config and print the effective socket options",
+      ].join("\n"),
+    )
+    .command("$0", "Run the proxy (default command)")
+    .command("check", "Validate the config, print the effective config and each leg's socket options", (y) =>
+      y.option("connect", { type: "boolean", desc: "Also open one connection to each upstream and read the options back from the kernel" }),
+    )
+    .options(proxyFlags())
+    .env(ENV_PREFIX)
+    .example("$0 --listen 0.0.0.0:6432 --upstream db.internal:5432", "In front of a database: dead peers found in ~90 s (idle 60s + 3 × 10s)")
+    .example("$0 --listen :6432 --upstream db:5432 --keepalive-idle 240s", "Behind a NAT that forgets idle flows after 5 minutes: probe before it forgets")
+    .example("$0 --listen :6432 --upstream db:5432 --keepalive-idle 15s --keepalive-interval 5s --keepalive-count 3", "Find a dead peer within 30 s, idle or with data in flight")
+    .example("$0 --config /etc/keepalive-proxy/config.yaml", "Several listeners from a file; SIGHUP reloads it")
+    .example("$0 check --config prod.yaml --connect", "Before a deploy: validate, show socket options, prove each upstream reachable")
+    .epilogue(
+      [
+        `Precedence: defaults < config file < environment (${ENV_PREFIX}_<FLAG>, e.g. ${envName("keepalive-idle")}=30s) < flags.`,
+        "Durations: 500ms, 30s, 5m, 2h; a bare number is seconds.",
+        "Signals: SIGTERM/SIGINT drain then stop; SIGHUP reloads the config file.",
+        "Exit codes: 0 ok; 1 cannot start (address in use, option refused); 2 invalid config or usage; 3 check --connect: upstream unreachable; 70 internal error.",
+      ].join("\n"),
+    )
+    .version(version())
+    .help()
+    .alias("h", "help")
+    .strict()
+    .wrap(Math.min(120, process.stdout.columns ?? 100))
+    .fail((message, error) => {
+      if (error) throw error;
+      process.stderr.write(`keepalive-proxy: ${message}\nRun keepalive-proxy --help for usage.\n`);
+      process.exit(ExitCode.InvalidConfig);
+    });
+}
+
+async function main(): Promise<void> {
+  const argv = hideBin(process.argv);
+  const args = (await buildParser(argv).parseAsync()) as unknown as Args & { _: (string | number)[] };
+  const command = args._[0];
+  try {
+    if (command === "check") process.exit(await check(args, argv));
+    else if (command === undefined) await run(args, argv);
+    else {
+      process.stderr.write(`keepalive-proxy: unknown command "${command}"; run keepalive-proxy --help\n`);
+      process.exit(ExitCode.InvalidConfig);
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      reportConfigError(error);
+      process.exit(ExitCode.InvalidConfig);
+    }
+    if (error instanceof StartupError) {
+      process.stderr.write(`keepalive-proxy: ${error.message}\n`);
+      process.exit(ExitCode.StartupFailed);
+    }
+    throw error;
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`keepalive-proxy: internal error, please report it: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(ExitCode.InternalError);
+});

@@ -1,0 +1,88 @@
+import { stringify } from "yaml";
+import { listenerSettings } from "../config/settings.js";
+import type { Config } from "../config/schema.js";
+import type { Libc } from "../net/libc.js";
+import { expectedKernelOptions, type KernelLegOptions, SocketOptions } from "../net/socket-options.js";
+import { connectUpstream } from "../proxy/upstream-connector.js";
+import { formatDuration } from "../util/duration.js";
+import { formatHostPort } from "../util/host-port.js";
+import { ExitCode } from "./exit-codes.js";
+
+export interface CheckOptions {
+  /** Open one connection to each upstream and read its options back from the kernel. */
+  readonly connect: boolean;
+  readonly libc: Libc;
+  /** Where report lines go. */
+  readonly print: (line: string) => void;
+}
+
+/**
+ * `keepalive-proxy check`: prints the effective config with defaults filled
+ * in and the socket options each leg will get; with `connect`, also proves
+ * each upstream reachable and shows what the kernel really set.
+ */
+export async function checkConfig(config: Config, options: CheckOptions): Promise<ExitCode> {
+  const socketOptions = new SocketOptions(options.libc);
+  options.print("# effective config (defaults filled in)");
+  options.print(stringify(toDisplay(config)).trimEnd());
+  options.print("");
+  options.print("# socket options per listener and leg (kernel units)");
+  let refused = false;
+  let unreachable = false;
+  for (const listener of config.listeners) {
+    const settings = listenerSettings(listener);
+    for (const [leg, legOptions] of [["client", settings.client], ["upstream", settings.upstreamLeg]] as const) {
+      options.print(`${listener.name} ${leg}: ${describeKernelOptions(expectedKernelOptions(legOptions))}`);
+      const problems = socketOptions.verify(legOptions, settings.upstream.host.includes(":") ? 6 : 4);
+      for (const p of problems) options.print(`  REFUSED ${p}`);
+      if (problems.length > 0) refused = true;
+    }
+  }
+  if (options.connect) {
+    options.print("");
+    options.print("# upstream reachability (one connection each, options read back from the kernel)");
+    for (const listener of config.listeners) {
+      const settings = listenerSettings(listener);
+      const outcome = await connectUpstream(settings.upstream, settings.connectTimeoutMs).done;
+      const target = formatHostPort(settings.upstream);
+      if (!outcome.ok) {
+        unreachable = true;
+        options.print(`${listener.name} upstream ${target}: UNREACHABLE (${outcome.result}${outcome.errno ? `, ${outcome.errno}` : ""}) after ${Math.round(outcome.durationMs)}ms`);
+        continue;
+      }
+      socketOptions.apply(outcome.socket, settings.upstreamLeg);
+      const got = socketOptions.read(outcome.socket);
+      outcome.socket.destroy();
+      options.print(
+        `${listener.name} upstream ${target}: reachable at ${outcome.address} in ${Math.round(outcome.durationMs)}ms; kernel reports ${got ? describeKernelOptions(got) : "nothing (socket closed)"}`,
+      );
+    }
+  }
+  if (refused) return ExitCode.StartupFailed;
+  return unreachable ? ExitCode.UpstreamUnreachable : ExitCode.Ok;
+}
+
+/** `SO_KEEPALIVE=1 TCP_KEEPIDLE=60s …`, one line. */
+export function describeKernelOptions(o: KernelLegOptions): string {
+  return [
+    `SO_KEEPALIVE=${o.keepalive ? 1 : 0}`,
+    `TCP_KEEPIDLE=${o.keepaliveIdleSeconds}s`,
+    `TCP_KEEPINTVL=${o.keepaliveIntervalSeconds}s`,
+    `TCP_KEEPCNT=${o.keepaliveCount}`,
+    `TCP_USER_TIMEOUT=${o.userTimeoutMs}ms`,
+    `TCP_NODELAY=${o.noDelay ? 1 : 0}`,
+  ].join(" ");
+}
+
+/** The config as an operator would write it: addresses and durations as text. */
+function toDisplay(config: Config): unknown {
+  return JSON.parse(
+    JSON.stringify(config, (key, value: unknown) => {
+      if (value && typeof value === "object" && "host" in value && "port" in value) return formatHostPort(value as { host: string; port: number });
+      if (typeof value === "number" && DURATION_KEYS.has(key)) return formatDuration(value);
+      return value;
+    }),
+  );
+}
+
+const DURATION_KEYS = new Set(["idle", "interval", "userTimeout", "connectTimeout", "idleTimeout", "drainTimeout"]);

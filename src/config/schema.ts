@@ -1,0 +1,154 @@
+import { z } from "zod";
+import { parseDuration } from "../util/duration.js";
+import { parseHostPort } from "../util/host-port.js";
+
+/**
+ * The one source of truth for the config file: types, defaults, validation
+ * and the JSON Schema exported to config/keepalive-proxy.schema.json.
+ * Durations are milliseconds once parsed.
+ */
+
+// Kernel limits (include/net/tcp.h): MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT.
+const MAX_KEEPALIVE_SECONDS = 32_767;
+const MAX_KEEPALIVE_COUNT = 127;
+const MAX_USER_TIMEOUT_MS = 2_147_483_647;
+
+const durationInput = z.union([z.string(), z.number()]);
+
+/** A duration field: `500ms`, `30s`, `5m`, `2h`, or a number of seconds. */
+function duration(description: string, check?: (ms: number) => string | undefined) {
+  return durationInput.describe(description).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: "custom", message: `"${value}" is not a duration; write it like 500ms, 30s, 5m or 2h` });
+      return z.NEVER;
+    }
+    const problem = check?.(ms);
+    if (problem) {
+      ctx.addIssue({ code: "custom", message: problem });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+/** Keepalive idle and interval are set in whole seconds: the kernel's unit. */
+function keepaliveSeconds(what: string) {
+  return (ms: number): string | undefined => {
+    if (ms < 1000) return `${what} must be at least 1s (the kernel counts whole seconds); got ${ms}ms`;
+    if (ms % 1000 !== 0) return `${what} must be whole seconds (the kernel's unit); got ${ms}ms, round it to ${Math.round(ms / 1000)}s`;
+    if (ms > MAX_KEEPALIVE_SECONDS * 1000) return `${what} must be at most ${MAX_KEEPALIVE_SECONDS}s (kernel limit)`;
+    return undefined;
+  };
+}
+
+function address(description: string, allowPortZero: boolean) {
+  return z.string().describe(description).transform((value, ctx) => {
+    const parsed = parseHostPort(value, { allowPortZero });
+    if (typeof parsed === "string") {
+      ctx.addIssue({ code: "custom", message: parsed });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+}
+
+export const DEFAULT_KEEPALIVE = {
+  /** First probe after 60 s idle: well inside the shortest common NAT idle timeout (AWS NLB 350 s, Azure LB 4 min). */
+  idle: "60s",
+  /** Then one probe every 10 s. */
+  interval: "10s",
+  /** Three unanswered probes: a dead peer is found about 90 s after the last byte. */
+  count: 3,
+} as const;
+
+const keepaliveSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true).describe("SO_KEEPALIVE on this leg."),
+    idle: duration("TCP_KEEPIDLE: idle time before the first probe (whole seconds).", keepaliveSeconds("keepalive idle")).prefault(
+      DEFAULT_KEEPALIVE.idle,
+    ),
+    interval: duration("TCP_KEEPINTVL: time between unanswered probes (whole seconds).", keepaliveSeconds("keepalive interval")).prefault(
+      DEFAULT_KEEPALIVE.interval,
+    ),
+    count: z
+      .number()
+      .int("keepalive count must be a whole number")
+      .min(1, "keepalive count must be at least 1")
+      .max(MAX_KEEPALIVE_COUNT, `keepalive count must be at most ${MAX_KEEPALIVE_COUNT} (kernel limit)`)
+      .default(DEFAULT_KEEPALIVE.count)
+      .describe("TCP_KEEPCNT: unanswered probes before the leg is declared dead."),
+    userTimeout: duration(
+      "TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the leg is declared dead. Default idle + interval × count; 0 leaves the kernel default (about 15 minutes).",
+      (ms) => (ms > MAX_USER_TIMEOUT_MS ? `user timeout must be at most ${MAX_USER_TIMEOUT_MS}ms` : undefined),
+    ).optional(),
+  })
+  .describe("TCP keepalive for one leg.");
+
+const legSchema = z.strictObject({
+  keepalive: keepaliveSchema.prefault({}),
+  noDelay: z.boolean().default(true).describe("TCP_NODELAY: forward small writes at once instead of waiting (Nagle)."),
+});
+
+const upstreamSchema = legSchema
+  .extend({
+    address: address("Upstream HOST:PORT. A host name is resolved for every new connection.", false),
+    connectTimeout: duration("Give up connecting to the upstream after this long and reset the client.", (ms) =>
+      ms < 1 ? "connect timeout must be more than 0" : undefined,
+    ).prefault("10s"),
+  })
+  .describe("Where sessions are forwarded, and the upstream leg's socket options.");
+
+export const listenerSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[a-zA-Z][a-zA-Z0-9_-]{0,62}$/, "name must start with a letter and use letters, digits, - or _ (it becomes a metrics label)")
+    .describe("Listener name, used in logs and as the `listener` metrics label."),
+  listen: address("HOST:PORT to accept clients on; [::]:PORT for all IPv6 and IPv4 interfaces.", true),
+  upstream: upstreamSchema,
+  client: legSchema.prefault({}).describe("The client leg's socket options."),
+  idleTimeout: duration("Reset a session after this long with no byte either way. 0 (the default) means never: legacy sessions idle for hours.").prefault(
+    0,
+  ),
+});
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+export const configSchema = z
+  .strictObject({
+    $schema: z.string().optional().describe("Path to the JSON Schema, for editors."),
+    log: z
+      .strictObject({
+        level: z.enum(LOG_LEVELS).default("info").describe("Minimum level logged."),
+        format: z.enum(["json", "pretty"]).default("json").describe("json: one JSON object per line; pretty: for humans (pino-pretty)."),
+      })
+      .prefault({}),
+    admin: z
+      .strictObject({
+        listen: address("HOST:PORT of the admin HTTP server (/metrics, /healthz, /readyz, /connections).", true)
+          .nullable()
+          .prefault("127.0.0.1:9464"),
+      })
+      .prefault({})
+      .describe("Admin HTTP server; loopback only by default. Set listen to null to turn it off."),
+    shutdown: z
+      .strictObject({
+        drainTimeout: duration("On SIGTERM, how long live sessions may finish before they are reset.").prefault("30s"),
+      })
+      .prefault({}),
+    listeners: z.array(listenerSchema).min(1, "at least one listener is needed").describe("Named listeners."),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.listeners.forEach((l, i) => {
+      if (seen.has(l.name)) ctx.addIssue({ code: "custom", path: ["listeners", i, "name"], message: `listener name "${l.name}" is used twice; names must be unique` });
+      seen.add(l.name);
+    });
+  });
+
+/** The config file as written (durations as text, defaults not yet filled in). */
+export type ConfigInput = z.input<typeof configSchema>;
+/** The validated config with every default filled in and durations in ms. */
+export type Config = z.output<typeof configSchema>;
+export type ListenerConfig = z.output<typeof listenerSchema>;
+export type KeepaliveConfig = z.output<typeof keepaliveSchema>;

@@ -1,0 +1,75 @@
+import koffi from "koffi";
+
+/**
+ * The few libc calls the proxy needs that Node does not expose: setsockopt and
+ * getsockopt on a socket's file descriptor (Node sets neither TCP_KEEPINTVL nor
+ * TCP_KEEPCNT on Node 20, and TCP_USER_TIMEOUT on no version), plus socket and
+ * close for the startup check on a throwaway socket.
+ *
+ * koffi is used rather than a native addon: it ships prebuilt binaries for
+ * every Node ABI, so the image needs no compiler and one build serves Node 20
+ * and 24 alike (see README, "Why koffi").
+ */
+export interface Libc {
+  /** Sets an int option. Returns 0 or the errno the kernel answered with. */
+  setInt(fd: number, level: number, name: number, value: number): number;
+  /** Reads an int option, or the errno. */
+  getInt(fd: number, level: number, name: number): { value: number } | { errno: number };
+  /** Reads a struct option (TCP_INFO) into a fresh buffer; undefined on error. */
+  getBytes(fd: number, level: number, name: number, size: number): Buffer | undefined;
+  /** Opens an unconnected TCP socket of the given family, or returns the errno as a negative number. */
+  openTcpSocket(family: 4 | 6): number;
+  closeFd(fd: number): void;
+}
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+
+/** Loads libc through koffi. Throws when not on Linux with glibc or musl. */
+export function loadLibc(): Libc {
+  const lib = loadFirst(["libc.so.6", "libc.so", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"]);
+  const setsockopt = lib.func("int setsockopt(int, int, int, _In_ int *, uint32_t)");
+  const getsockoptInt = lib.func("int getsockopt(int, int, int, _Out_ int *, _Inout_ uint32_t *)");
+  const getsockoptBuf = lib.func("int getsockopt(int, int, int, _Out_ uint8_t *, _Inout_ uint32_t *)");
+  const socket = lib.func("int socket(int, int, int)");
+  const close = lib.func("int close(int)");
+  // One reusable out-slot each: these calls are synchronous, so no two can interleave.
+  const intOut = [0];
+  const lenOut = [0];
+  return {
+    setInt(fd, level, name, value) {
+      return setsockopt(fd, level, name, [value], 4) === 0 ? 0 : koffi.errno();
+    },
+    getInt(fd, level, name) {
+      lenOut[0] = 4;
+      if (getsockoptInt(fd, level, name, intOut, lenOut) !== 0) return { errno: koffi.errno() };
+      return { value: intOut[0] ?? 0 };
+    },
+    getBytes(fd, level, name, size) {
+      const buf = Buffer.alloc(size);
+      lenOut[0] = size;
+      if (getsockoptBuf(fd, level, name, buf, lenOut) !== 0) return undefined;
+      return buf.subarray(0, lenOut[0]);
+    },
+    openTcpSocket(family) {
+      const fd = socket(family === 6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0) as number;
+      return fd >= 0 ? fd : -koffi.errno();
+    },
+    closeFd(fd) {
+      close(fd);
+    },
+  };
+}
+
+function loadFirst(names: readonly string[]): ReturnType<typeof koffi.load> {
+  let lastError: unknown;
+  for (const name of names) {
+    try {
+      return koffi.load(name);
+    } catch (error) {
+      lastError = error;
+    }
+  }
+  throw new Error(`cannot load libc (tried ${names.join(", ")})`, { cause: lastError });
+}

@@ -1,0 +1,73 @@
+/**
+ * Why a session ended: `<side>_<cause>`, from a closed set. The first cause
+ * recorded wins; it is reported once, in the `session closed` log line and in
+ * the metrics. See docs/close-reasons.md for what each one means to an operator.
+ */
+export const CloseReason = {
+  /** The client sent FIN first; both directions then finished cleanly. */
+  ClientEof: "client_eof",
+  /** The upstream sent FIN first; both directions then finished cleanly. */
+  UpstreamEof: "upstream_eof",
+  /** The client reset the connection (ECONNRESET, EPIPE). */
+  ClientReset: "client_reset",
+  /** The upstream reset the connection (ECONNRESET, EPIPE). */
+  UpstreamReset: "upstream_reset",
+  /** The client leg's keepalive probes or TCP_USER_TIMEOUT expired (ETIMEDOUT): the client host is gone. */
+  ClientTimeout: "client_timeout",
+  /** The upstream leg's keepalive probes or TCP_USER_TIMEOUT expired (ETIMEDOUT): the upstream host is gone. */
+  UpstreamTimeout: "upstream_timeout",
+  /** The network reported the client unreachable (EHOSTUNREACH, ENETUNREACH) on an established leg. */
+  ClientUnreachable: "client_unreachable",
+  /** The network reported the upstream unreachable (EHOSTUNREACH, ENETUNREACH) on an established leg. */
+  UpstreamUnreachable: "upstream_unreachable",
+  /** Any other socket error on the client leg. */
+  ClientError: "client_error",
+  /** Any other socket error on the upstream leg. */
+  UpstreamError: "upstream_error",
+  /** The upstream refused, was unreachable, or its name did not resolve. */
+  UpstreamConnectFailed: "upstream_connect_failed",
+  /** The upstream did not answer within the connect timeout. */
+  UpstreamConnectTimeout: "upstream_connect_timeout",
+  /** No byte either way for the listener's idle timeout (off by default). */
+  ProxyIdleTimeout: "proxy_idle_timeout",
+  /** The proxy was stopping and the drain timeout ran out. */
+  ProxyShutdown: "proxy_shutdown",
+} as const;
+
+export type CloseReason = (typeof CloseReason)[keyof typeof CloseReason];
+
+/** Every close reason, for metrics documentation and label pre-creation. */
+export const ALL_CLOSE_REASONS: readonly CloseReason[] = Object.values(CloseReason);
+
+export type Side = "client" | "upstream" | "proxy";
+export type Leg = "client" | "upstream";
+
+/** The side a reason blames, read from its prefix. */
+export function sideOf(reason: CloseReason): Side {
+  return reason.slice(0, reason.indexOf("_")) as Side;
+}
+
+/** Whether this reason is a clean end (both FINs) rather than an abort. */
+export function isCleanClose(reason: CloseReason): boolean {
+  return reason === CloseReason.ClientEof || reason === CloseReason.UpstreamEof;
+}
+
+/** Maps a socket error on an established leg to its close reason. Pure. */
+export function reasonForSocketError(leg: Leg, code: string | undefined): CloseReason {
+  const client = leg === "client";
+  switch (code) {
+    case "ETIMEDOUT":
+      return client ? CloseReason.ClientTimeout : CloseReason.UpstreamTimeout;
+    case "ECONNRESET":
+    case "EPIPE":
+    case "ECONNABORTED":
+      return client ? CloseReason.ClientReset : CloseReason.UpstreamReset;
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+    case "EHOSTDOWN":
+    case "ENETDOWN":
+      return client ? CloseReason.ClientUnreachable : CloseReason.UpstreamUnreachable;
+    default:
+      return client ? CloseReason.ClientError : CloseReason.UpstreamError;
+  }
+}

@@ -1,0 +1,178 @@
+import type { Socket } from "node:net";
+import type { Logger } from "pino";
+import type { SocketOptions, LegOptions } from "../net/socket-options.js";
+import { CloseReason, type Leg, isCleanClose, reasonForSocketError, sideOf } from "./close-reason.js";
+import type { ProxyHooks, SessionSummary } from "./hooks.js";
+
+/** The settings a session needs from its listener, fixed when it is accepted. */
+export interface SessionSettings {
+  readonly listener: string;
+  readonly client: LegOptions;
+  readonly upstream: LegOptions;
+  /** 0 disables the idle timeout. */
+  readonly idleTimeoutMs: number;
+}
+
+/**
+ * One client socket paired with one upstream socket. Bytes are copied both
+ * ways with backpressure (stream.pipe pauses the reader while the writer's
+ * buffer is full). A FIN is passed on as a FIN; an abortive end of either leg
+ * resets the other at once. The first cause is kept and reported once, when
+ * both sockets have closed.
+ */
+export class Session {
+  readonly startedAt = Date.now();
+  /** `ip:port` of the client, kept because a reset socket forgets its peer. */
+  readonly clientAddress: string;
+  private upstream: Socket | undefined;
+  private upstreamAddress: string | undefined;
+  private abortReason: CloseReason | undefined;
+  private eofReason: CloseReason | undefined;
+  private errno: string | undefined;
+  private openSockets = 1;
+  private finished = false;
+
+  constructor(
+    readonly id: string,
+    readonly client: Socket,
+    private readonly settings: SessionSettings,
+    private readonly options: SocketOptions,
+    private readonly hooks: ProxyHooks,
+    private readonly logger: Logger,
+  ) {
+    this.clientAddress = formatAddress(client.remoteAddress, client.remotePort);
+    client.on("error", (error: NodeJS.ErrnoException) => this.onLegError("client", error));
+    client.on("end", () => this.onLegEnd("client"));
+    client.once("close", () => this.onSocketClose());
+    const failures = options.apply(client, settings.client);
+    if (failures.length > 0) logger.debug({ sessionId: id, failures }, "client socket options refused");
+  }
+
+  /** The listener's name, for observers. */
+  get listener(): string {
+    return this.settings.listener;
+  }
+
+  /** `ip:port` of the upstream once a connect was started. */
+  get upstreamPeer(): string | undefined {
+    return this.upstreamAddress;
+  }
+
+  /** The upstream socket once connected, for /connections. */
+  get upstreamSocket(): Socket | undefined {
+    return this.upstream;
+  }
+
+  /** Whether the session has not finished yet. */
+  get open(): boolean {
+    return !this.finished;
+  }
+
+  /** Takes over a connected upstream socket and starts copying both ways. */
+  attachUpstream(upstream: Socket, address: string): void {
+    if (this.abortReason !== undefined || this.client.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    this.upstream = upstream;
+    this.upstreamAddress = address;
+    this.openSockets += 1;
+    upstream.on("error", (error: NodeJS.ErrnoException) => this.onLegError("upstream", error));
+    upstream.on("end", () => this.onLegEnd("upstream"));
+    upstream.once("close", () => this.onSocketClose());
+    const failures = this.options.apply(upstream, this.settings.upstream);
+    if (failures.length > 0) this.logger.debug({ sessionId: this.id, failures }, "upstream socket options refused");
+    if (this.settings.idleTimeoutMs > 0) {
+      // Every byte either way is read or written on the client socket, so its
+      // inactivity is the session's inactivity.
+      this.client.setTimeout(this.settings.idleTimeoutMs, () => this.abort(CloseReason.ProxyIdleTimeout));
+    }
+    this.client.pipe(upstream);
+    upstream.pipe(this.client);
+    this.client.resume();
+    this.logger.debug({ sessionId: this.id, client: this.clientAddress, upstream: address }, "session established");
+  }
+
+  /** Ends the session before an upstream was attached (connect failed or timed out). */
+  failConnect(reason: CloseReason, errno: string | undefined, upstreamAddress: string | undefined): void {
+    if (upstreamAddress !== undefined) this.upstreamAddress = upstreamAddress;
+    this.abort(reason, errno);
+  }
+
+  /** Resets both legs now with this reason, unless a cause was already recorded. */
+  abort(reason: CloseReason, errno?: string): void {
+    this.recordAbort(reason, errno);
+    resetSocket(this.client);
+    if (this.upstream) resetSocket(this.upstream);
+  }
+
+  private onLegError(leg: Leg, error: NodeJS.ErrnoException): void {
+    const reason = reasonForSocketError(leg, error.code);
+    this.recordAbort(reason, error.code);
+    const other = leg === "client" ? this.upstream : this.client;
+    if (other) resetSocket(other);
+  }
+
+  private onLegEnd(leg: Leg): void {
+    // pipe() passes the FIN on; which side finished first is the clean reason.
+    this.eofReason ??= leg === "client" ? CloseReason.ClientEof : CloseReason.UpstreamEof;
+  }
+
+  private recordAbort(reason: CloseReason, errno: string | undefined): void {
+    if (this.abortReason !== undefined) return;
+    this.abortReason = reason;
+    this.errno = errno;
+  }
+
+  private onSocketClose(): void {
+    this.openSockets -= 1;
+    if (this.openSockets > 0) return;
+    if (this.upstream === undefined && this.abortReason === undefined) {
+      // The client went away while the upstream connect was still pending; the
+      // listener sees `open` is false and drops the upstream when it arrives.
+      this.recordAbort(CloseReason.ClientReset, undefined);
+    }
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.client.setTimeout(0);
+    const reason = this.abortReason ?? this.eofReason ?? CloseReason.ClientEof;
+    const summary: SessionSummary = {
+      sessionId: this.id,
+      listener: this.settings.listener,
+      client: this.clientAddress,
+      upstream: this.upstreamAddress,
+      reason,
+      side: sideOf(reason),
+      clean: isCleanClose(reason),
+      errno: this.errno,
+      bytesFromClient: this.client.bytesRead,
+      bytesFromUpstream: this.upstream?.bytesRead ?? 0,
+      durationMs: Date.now() - this.startedAt,
+    };
+    this.hooks.sessionClosed?.(summary);
+  }
+}
+
+/**
+ * Closes a socket abortively so its peer sees a reset, not an orderly end.
+ * A socket still connecting has no peer to tell: it is just destroyed.
+ */
+export function resetSocket(socket: Socket): void {
+  if (socket.destroyed) return;
+  if (socket.connecting || typeof socket.resetAndDestroy !== "function") {
+    socket.destroy();
+    return;
+  }
+  socket.resetAndDestroy();
+}
+
+/** `ip:port`, with brackets around IPv6 addresses. */
+export function formatAddress(host: string | undefined, port: number | undefined): string {
+  if (host === undefined) return "unknown";
+  const bare = host.startsWith("::ffff:") && host.includes(".") ? host.slice(7) : host;
+  return bare.includes(":") ? `[${bare}]:${port ?? 0}` : `${bare}:${port ?? 0}`;
+}

@@ -1,0 +1,333 @@
+// The proxy CLI between real network namespaces: hosts that vanish without a
+// word, a NAT that forgets idle flows, an upstream that never answers SYNs,
+// and a clean close that must put no RST on the wire. Every scenario builds
+// its own namespaces, so they all run at once; the suite takes as long as its
+// longest scenario (20 s of idleness through the NAT).
+
+import { afterAll, describe, test } from 'vitest';
+import {
+  conntrackEntries,
+  dropSyns,
+  exec,
+  Lab,
+  NAT_ESTABLISHED_TIMEOUT_S,
+  type Namespace,
+  natChain,
+  netnsSupport,
+  nstatCounter,
+  type ThreeHop,
+  threeHop,
+  vanish,
+} from '../helpers/netns.js';
+import { type PeerConnection, PeerProcess } from '../helpers/peer-process.js';
+import { ProxyProcess, type ProxyLogLine } from '../helpers/proxy-process.js';
+
+const support = netnsSupport();
+if (!support.ok) console.warn(`skipping the netns tests: ${support.reason}`);
+
+// Both legs: first probe after 2 s idle, then one a second, dead after 3
+// unanswered; TCP_USER_TIMEOUT 5 s bounds how long sent data may stay unacknowledged.
+const KEEPALIVE = { idleMs: 2_000, intervalMs: 1_000, count: 3, userTimeoutMs: 5_000 } as const;
+const KEEPALIVE_ARGS = keepaliveArgs({});
+
+/** Proxy flags for keepalive on both legs: KEEPALIVE unless overridden. */
+function keepaliveArgs({ idle = '2s', userTimeout = '5s' }: { idle?: string; userTimeout?: string }): string[] {
+  return ['--keepalive-idle', idle, '--keepalive-interval', '1s', '--keepalive-count', '3', '--user-timeout', userTimeout];
+}
+/** Allowance for scheduling, process start-up and the RST's trip. */
+const SLACK_MS = 2_000;
+const PROBES_BOUND_MS = KEEPALIVE.idleMs + KEEPALIVE.intervalMs * KEEPALIVE.count + SLACK_MS;
+const USER_TIMEOUT_BOUND_MS = KEEPALIVE.userTimeoutMs + SLACK_MS;
+const CONNECT_TIMEOUT_MS = 1_000;
+/** How long the NAT scenarios stay idle: four times the NAT's memory. */
+const NAT_IDLE_MS = 20_000;
+/** How long the control with TCP_USER_TIMEOUT off must stay open; the kernel would retransmit for ~15 min. */
+const NO_USER_TIMEOUT_HOLD_MS = 15_000;
+
+interface Timing {
+  readonly scenario: string;
+  readonly measured: string;
+  readonly ms: number;
+  readonly boundMs?: number;
+}
+
+const timings: Timing[] = [];
+
+/** Keeps a measured time for the summary, and prints it at once. */
+function record(t: Timing): void {
+  timings.push(t);
+  console.log(`[netns] ${t.scenario}: ${t.measured} ${t.ms} ms${t.boundMs === undefined ? '' : ` (bound ${t.boundMs} ms)`}`);
+}
+
+afterAll(() => {
+  if (timings.length === 0) return;
+  const rows = timings.map((t) => `  ${t.scenario.padEnd(44)} ${t.measured.padEnd(46)} ${String(t.ms).padStart(6)} ms${t.boundMs === undefined ? '' : `  (bound ${t.boundMs})`}`);
+  console.log(`netns timings, Node ${process.version}:\n${rows.join('\n')}`);
+});
+
+type OnFinished = (fn: () => Promise<void>) => void;
+
+/** A Lab whose teardown is registered before anything is created. */
+function openLab(onTestFinished: OnFinished): Lab {
+  const lab = new Lab();
+  onTestFinished(() => lab.destroy());
+  return lab;
+}
+
+interface Session {
+  readonly proxy: ProxyProcess;
+  readonly clientPeer: PeerProcess;
+  readonly upstreamPeer: PeerProcess;
+  readonly client: PeerConnection;
+  readonly upstream: PeerConnection;
+  readonly upstreamPort: number;
+}
+
+/**
+ * Starts an upstream server, the proxy in front of it and a client, and opens
+ * one session that has carried 4 bytes each way.
+ */
+async function openSession(lab: Lab, topo: ThreeHop, proxyArgs: readonly string[]): Promise<Session> {
+  const [clientPeer, upstreamPeer] = await Promise.all([PeerProcess.start(topo.client, lab), PeerProcess.start(topo.upstream, lab)]);
+  const upstreamPort = await upstreamPeer.listen(topo.upstreamIp);
+  const proxy = await ProxyProcess.start(topo.proxy, lab, [
+    '--listen',
+    `${topo.proxyClientIp}:0`,
+    '--upstream',
+    `${topo.upstreamIp}:${upstreamPort}`,
+    ...proxyArgs,
+  ]);
+  const client = clientPeer.connect(topo.proxyClientIp, proxy.port);
+  await client.waitFor('connected', 5_000);
+  const upstream = await upstreamPeer.accepted(1, 5_000);
+  client.send('ping');
+  await upstream.waitForBytes(4, 5_000);
+  upstream.send('pong');
+  await client.waitForBytes(4, 5_000);
+  return { proxy, clientPeer, upstreamPeer, client, upstream, upstreamPort };
+}
+
+const isSessionClosed = (l: ProxyLogLine): boolean => l.msg === 'session closed';
+const isFailure = (ev: string): boolean => ev === 'error' || ev === 'close';
+
+/** Calls `probe` every 100 ms until it returns a value, or fails after `timeoutMs`. */
+async function poll<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe.skipIf(!support.ok).concurrent('proxy between network namespaces', () => {
+  // Longest scenarios first: at most five tests run at once (maxConcurrency).
+
+  test('keeps an idle session alive for 20 s through a NAT that forgets flows idle for 5 s', { timeout: 45_000 }, async ({ expect, onTestFinished }) => {
+    const lab = openLab(onTestFinished);
+    const topo = await natChain(lab);
+    const s = await openSession(lab, topo, KEEPALIVE_ARGS);
+    const peerFrom = { client: s.clientPeer.events.items.length, upstream: s.upstreamPeer.events.items.length };
+
+    await s.proxy.logs.expectNone(isSessionClosed, NAT_IDLE_MS, 'session closed while idle');
+    // Keepalive probes refreshed the router's entry all along.
+    expect(await conntrackEntries(topo.router, s.upstreamPort)).toHaveLength(1);
+
+    const sentAt = Date.now();
+    s.client.send('after idle, client to upstream');
+    s.upstream.send('after idle, upstream to client');
+    const [atUpstream, atClient] = await Promise.all([s.upstream.waitForBytes(4 + 30, 2_000), s.client.waitForBytes(4 + 30, 2_000)]);
+    expect(s.clientPeer.events.find((e) => isFailure(e.ev), peerFrom.client)).toBeUndefined();
+    expect(s.upstreamPeer.events.find((e) => isFailure(e.ev), peerFrom.upstream)).toBeUndefined();
+    record({
+      scenario: `NAT (${NAT_ESTABLISHED_TIMEOUT_S} s) + keepalive idle 2 s, after 20 s idle`,
+      measured: 'data delivered both ways within',
+      ms: Math.max(atUpstream.t, atClient.t) - sentAt,
+      boundMs: 2_000,
+    });
+  });
+
+  test('loses an idle session in that NAT when keepalive idle is 7200 s (control)', { timeout: 45_000 }, async ({ expect, onTestFinished }) => {
+    const lab = openLab(onTestFinished);
+    const topo = await natChain(lab);
+    const s = await openSession(lab, topo, keepaliveArgs({ idle: '7200s', userTimeout: '0' }));
+
+    await s.proxy.logs.expectNone(isSessionClosed, NAT_IDLE_MS, 'session closed while idle');
+    expect(await conntrackEntries(topo.router, s.upstreamPort)).toHaveLength(0);
+
+    const from = { client: s.clientPeer.events.items.length, upstream: s.upstreamPeer.events.items.length };
+    s.client.send('after idle, client to upstream');
+    s.upstream.send('after idle, upstream to client');
+    await Promise.all([s.upstream.expectNone(['data', 'end'], 3_000, from.upstream), s.client.expectNone(['data', 'end'], 3_000, from.client)]);
+    record({ scenario: 'NAT control, keepalive idle 7200 s', measured: 'no data either way 3 s after 20 s idle', ms: 3_000 });
+  });
+
+  test('keeps a session with unacknowledged data open for 15 s when TCP_USER_TIMEOUT is off (control)', { timeout: 35_000 }, async ({ expect, onTestFinished }) => {
+    const lab = openLab(onTestFinished);
+    const topo = await threeHop(lab);
+    const s = await openSession(lab, topo, keepaliveArgs({ userTimeout: '0' }));
+    s.client.stream();
+    await s.upstream.waitForBytes(256 * 1024, 5_000);
+    const clientFrom = s.clientPeer.events.items.length;
+    const logFrom = s.proxy.logs.items.length;
+
+    await vanish(topo.upstream);
+    await Promise.all([
+      s.client.expectNone(['error', 'close', 'end'], NO_USER_TIMEOUT_HOLD_MS, clientFrom),
+      s.proxy.logs.expectNone(isSessionClosed, NO_USER_TIMEOUT_HOLD_MS, 'session closed', logFrom),
+    ]);
+    expect(s.proxy.logs.find(isSessionClosed)).toBeUndefined();
+    record({ scenario: 'upstream vanishes under data, --user-timeout 0', measured: 'session still open after', ms: NO_USER_TIMEOUT_HOLD_MS });
+  });
+
+  test('resets the client within TCP_USER_TIMEOUT when the upstream vanishes under unacknowledged data', { timeout: 30_000 }, async ({ expect, onTestFinished }) => {
+    const lab = openLab(onTestFinished);
+    const topo = await threeHop(lab);
+    const s = await openSession(lab, topo, KEEPALIVE_ARGS);
+    // With data in flight the kernel sends no keepalive probes: only
+    // TCP_USER_TIMEOUT can end the retransmissions.
+    s.client.stream();
+    await s.upstream.waitForBytes(256 * 1024, 5_000);
+    const clientFrom = s.clientPeer.events.items.length;
+
+    await vanish(topo.upstream);
+    const vanishedAt = Date.now();
+    const failure = await s.client.waitForFailure(USER_TIMEOUT_BOUND_MS + 10_000, clientFrom);
+    const closed = await s.proxy.waitForSessionClosed(5_000);
+    record({
+      scenario: 'upstream vanishes under data, user timeout 5 s',
+      measured: `client ${failure.code ?? failure.ev} after`,
+      ms: failure.t - vanishedAt,
+      boundMs: USER_TIMEOUT_BOUND_MS,
+    });
+    // Writing into a reset socket may surface as EPIPE rather than ECONNRESET.
+    expect(failure).toMatchObject({ ev: 'error', code: expect.stringMatching(/^(ECONNRESET|EPIPE)$/) });
+    expect(failure.t - vanishedAt).toBeLessThanOrEqual(USER_TIMEOUT_BOUND_MS);
+    expect(closed).toMatchObject({ reason: 'upstream_timeout', errno: 'ETIMEDOUT' });
+  });
+
+  test('resets the client within idle + interval × count when the upstream host vanishes from an idle session', { timeout: 30_000 }, async ({ expect, onTestFinished }) => {
+    const lab = openLab(onTestFinished);
+    const topo = await threeHop(lab);
+    const s = await openSession(lab, topo, KEEPALIVE_ARGS);
+
+    await vanish(topo.upstream);
+    const vanishedAt = Date.now();
+    const failure = await s.client.waitForFailure(PROBES_BOUND_MS + 10_000);
+    const closed = await s.proxy.waitForSessionClosed(5_000);
+    record({
+      scenario: 'upstream vanishes while idle',
+      measured: `client ${failure.code ?? failure.ev} after`,
+      ms: failure.t - vanishedAt,
+      boundMs: PROBES_BOUND_MS,
+    });
+    expect(failure).toMatchObject({ ev: 'error', code: 'ECONNRESET' });
+    expect(failure.t - vanishedAt).toBeLessThanOrEqual(PROBES_BOUND_MS);
+    expect(closed).toMatchObject({ reason: 'upstream_timeout', side: 'upstream', errno: 'ETIMEDOUT' });
+  });
+
+  test('resets the upstream within idle + interval × count when the client host vanishes from an idle session', { timeout: 30_000 }, async ({ expect, onTestFinished }) => {
+    const lab = openLab(onTestFinished);
+    const topo = await threeHop(lab);
+    const s = await openSession(lab, topo, KEEPALIVE_ARGS);
+
+    await vanish(topo.client);
+    const vanishedAt = Date.now();
+    const failure = await s.upstream.waitForFailure(PROBES_BOUND_MS + 10_000);
+    const closed = await s.proxy.waitForSessionClosed(5_000);
+    record({
+      scenario: 'client vanishes while idle',
+      measured: `upstream ${failure.code ?? failure.ev} after`,
+      ms: failure.t - vanishedAt,
+      boundMs: PROBES_BOUND_MS,
+    });
+    expect(failure).toMatchObject({ ev: 'error', code: 'ECONNRESET' });
+    expect(failure.t - vanishedAt).toBeLessThanOrEqual(PROBES_BOUND_MS);
+    expect(closed).toMatchObject({ reason: 'client_timeout', side: 'client', errno: 'ETIMEDOUT' });
+  });
+
+  test('resets the client within the connect timeout when the upstream drops SYNs', { timeout: 20_000 }, async ({ expect, onTestFinished }) => {
+    const lab = openLab(onTestFinished);
+    const topo = await threeHop(lab);
+    const [clientPeer, upstreamPeer] = await Promise.all([PeerProcess.start(topo.client, lab), PeerProcess.start(topo.upstream, lab)]);
+    const upstreamPort = await upstreamPeer.listen(topo.upstreamIp);
+    await dropSyns(topo.upstream, upstreamPort);
+    const proxy = await ProxyProcess.start(topo.proxy, lab, [
+      '--listen',
+      `${topo.proxyClientIp}:0`,
+      '--upstream',
+      `${topo.upstreamIp}:${upstreamPort}`,
+      '--connect-timeout',
+      `${CONNECT_TIMEOUT_MS}ms`,
+      ...KEEPALIVE_ARGS,
+    ]);
+
+    const client = clientPeer.connect(topo.proxyClientIp, proxy.port);
+    const connected = await client.waitFor('connected', 5_000);
+    const failure = await client.waitForFailure(CONNECT_TIMEOUT_MS + 10_000);
+    const closed = await proxy.waitForSessionClosed(5_000);
+    const bound = CONNECT_TIMEOUT_MS + 1_000;
+    record({ scenario: 'upstream drops SYNs, connect timeout 1 s', measured: `client ${failure.code ?? failure.ev} after`, ms: failure.t - connected.t, boundMs: bound });
+    expect(failure).toMatchObject({ ev: 'error', code: 'ECONNRESET' });
+    expect(failure.t - connected.t).toBeLessThanOrEqual(bound);
+    expect(closed).toMatchObject({ reason: 'upstream_connect_timeout' });
+    expect(upstreamPeer.events.find((e) => e.ev === 'accepted')).toBeUndefined();
+  });
+
+  test('passes each FIN on and puts no RST on the wire when both sides close cleanly', { timeout: 30_000 }, async ({ expect, onTestFinished }) => {
+    const lab = openLab(onTestFinished);
+    const topo = await threeHop(lab);
+    const namespaces: readonly Namespace[] = [topo.client, topo.proxy, topo.upstream];
+    const rstsBefore = await Promise.all(namespaces.map((ns) => nstatCounter(ns, 'TcpOutRsts')));
+    const s = await openSession(lab, topo, KEEPALIVE_ARGS);
+    const size = 4 * 1024 * 1024;
+    const startedAt = Date.now();
+
+    // The client finishes first; the upstream keeps sending on the half-closed session.
+    s.client.send(size);
+    s.client.end();
+    const upstreamEnd = await s.upstream.waitFor('end', 15_000);
+    s.upstream.send(size);
+    s.upstream.end();
+    const clientEnd = await s.client.waitFor('end', 15_000);
+    const [clientClose, upstreamClose] = await Promise.all([s.client.waitFor('close', 5_000), s.upstream.waitFor('close', 5_000)]);
+    const closed = await s.proxy.waitForSessionClosed(5_000);
+    record({ scenario: 'clean close, 4 MiB each way', measured: 'both ends closed after', ms: Math.max(clientClose.t, upstreamClose.t) - startedAt });
+
+    expect(upstreamEnd).toMatchObject({ total: 4 + size, sha256: clientClose.sha256Sent });
+    expect(clientEnd).toMatchObject({ total: 4 + size, sha256: upstreamClose.sha256Sent });
+    expect([clientClose.hadError, upstreamClose.hadError]).toEqual([false, false]);
+    expect(s.clientPeer.events.find((e) => e.ev === 'error')).toBeUndefined();
+    expect(s.upstreamPeer.events.find((e) => e.ev === 'error')).toBeUndefined();
+    expect(closed).toMatchObject({ reason: 'client_eof', bytesFromClient: 4 + size, bytesFromUpstream: 4 + size });
+    const rstsAfter = await Promise.all(namespaces.map((ns) => nstatCounter(ns, 'TcpOutRsts')));
+    expect(rstsAfter.map((n, i) => n - (rstsBefore[i] ?? 0))).toEqual([0, 0, 0]);
+  });
+
+  test('arms a keepalive timer on both legs of a live session', { timeout: 20_000 }, async ({ expect, onTestFinished }) => {
+    const lab = openLab(onTestFinished);
+    const topo = await threeHop(lab);
+    const s = await openSession(lab, topo, KEEPALIVE_ARGS);
+    const clientLeg = `${topo.proxyClientIp}:${s.proxy.port}`;
+    const upstreamLeg = `${topo.upstreamIp}:${s.upstreamPort}`;
+
+    // `ss -tnoi` prints a line per socket (addresses and timer), then an indented line of TCP info.
+    const legs = await poll(
+      async () => {
+        const { stdout } = await exec(topo.proxy, ['ss', '-tnoi', 'state', 'established']);
+        const sockets = stdout.split('\n').filter((l) => /^\S/.test(l) && !l.startsWith('Recv-Q'));
+        const byLeg = {
+          client: sockets.find((l) => l.split(/\s+/)[2] === clientLeg),
+          upstream: sockets.find((l) => l.split(/\s+/)[3] === upstreamLeg),
+        };
+        return byLeg.client?.includes('timer:(keepalive,') && byLeg.upstream?.includes('timer:(keepalive,') ? byLeg : undefined;
+      },
+      5_000,
+      'keepalive timers on both legs in ss -tnoi',
+    );
+    console.log(`[netns] ss -tnoi in the proxy namespace:\n  ${legs.client}\n  ${legs.upstream}`);
+    expect(legs.client).toMatch(/timer:\(keepalive,/);
+    expect(legs.upstream).toMatch(/timer:\(keepalive,/);
+  });
+});
