@@ -74,10 +74,21 @@ export function describeKernelOptions(o: KernelLegOptions): string {
   ].join(" ");
 }
 
-/** The config as an operator would write it: addresses and durations as text. */
+/** The config as an operator would write it: addresses and durations as text, derived user timeouts filled in. */
 function toDisplay(config: Config): unknown {
+  const filled = {
+    ...config,
+    listeners: config.listeners.map((l) => {
+      const settings = listenerSettings(l);
+      return {
+        ...l,
+        client: { ...l.client, keepalive: { ...l.client.keepalive, userTimeout: settings.client.userTimeoutMs } },
+        upstream: { ...l.upstream, keepalive: { ...l.upstream.keepalive, userTimeout: settings.upstreamLeg.userTimeoutMs } },
+      };
+    }),
+  };
   return JSON.parse(
-    JSON.stringify(config, (key, value: unknown) => {
+    JSON.stringify(filled, (key, value: unknown) => {
       if (value && typeof value === "object" && "host" in value && "port" in value) return formatHostPort(value as { host: string; port: number });
       if (typeof value === "number" && DURATION_KEYS.has(key)) return formatDuration(value);
       return value;

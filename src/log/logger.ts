@@ -16,7 +16,7 @@ export function createLogger(options: LoggerOptions): Logger {
   const destination =
     options.destination ??
     (options.format === "pretty"
-      ? pretty({ colorize: process.stdout.isTTY === true, sync: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" })
+      ? pretty({ colorize: process.stdout.isTTY === true, sync: true, singleLine: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" })
       : pino.destination({ dest: 1, sync: true }));
   return pino(
     {

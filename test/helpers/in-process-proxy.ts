@@ -23,9 +23,12 @@ export interface TestProxy {
  * and stops it when the test finishes, even when the test fails.
  */
 export async function startTestProxy(flags: Record<string, string | boolean>): Promise<TestProxy> {
-  const overrides: Override[] = Object.entries({ listen: "127.0.0.1:0", "log-level": "debug", admin: "off", ...flags }).map(
-    ([flag, value]) => ({ flag, value, source: `--${flag}` }),
-  );
+  const overrides: Override[] = Object.entries({
+    listen: "127.0.0.1:0",
+    "log-level": "debug",
+    admin: "off",
+    ...flags,
+  }).map(([flag, value]) => ({ flag, value, source: `--${flag}` }));
   const config = loadConfig({ file: undefined, overrides });
   const logs: LogLine[] = [];
   const sink = new Writable({

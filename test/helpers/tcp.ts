@@ -15,7 +15,15 @@ export interface Observed {
 
 /** Records what arrives on a socket without altering it. */
 export function observe(socket: Socket, { read = true } = {}): Observed {
-  const o: Observed = { socket, bytes: 0, hash: createHash("sha256"), ended: false, errorCode: undefined, closed: false, closedAt: 0 };
+  const o: Observed = {
+    socket,
+    bytes: 0,
+    hash: createHash("sha256"),
+    ended: false,
+    errorCode: undefined,
+    closed: false,
+    closedAt: 0,
+  };
   socket.on("data", (chunk: Buffer) => {
     o.bytes += chunk.length;
     o.hash.update(chunk);
