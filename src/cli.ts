@@ -151,13 +151,20 @@ function buildParser(argv: string[]): Argv {
     )
     .options(proxyFlags())
     .env(ENV_PREFIX)
-    .example("$0 --listen 0.0.0.0:6432 --upstream db.internal:5432", "In front of a database: dead peers found in ~90 s (idle 60s + 3 × 10s)")
-    .example("$0 --listen :6432 --upstream db:5432 --keepalive-idle 240s", "Behind a NAT that forgets idle flows after 5 minutes: probe before it forgets")
-    .example("$0 --listen :6432 --upstream db:5432 --keepalive-idle 15s --keepalive-interval 5s --keepalive-count 3", "Find a dead peer within 30 s, idle or with data in flight")
-    .example("$0 --config /etc/keepalive-proxy/config.yaml", "Several listeners from a file; SIGHUP reloads it")
-    .example("$0 check --config prod.yaml --connect", "Before a deploy: validate, show socket options, prove each upstream reachable")
     .epilogue(
       [
+        "Examples:",
+        "  In front of a database; a dead peer is found ~90 s after the last byte (idle 60s + 3 × 10s):",
+        "    keepalive-proxy --listen 0.0.0.0:6432 --upstream db.internal:5432",
+        "  Behind a NAT that forgets idle flows after 5 minutes: probe well before it forgets:",
+        "    keepalive-proxy --listen :6432 --upstream db:5432 --upstream-keepalive-idle 240s",
+        "  Find a dead peer within 30 s, idle or with data in flight (15s + 3 × 5s = user timeout 30s):",
+        "    keepalive-proxy --listen :6432 --upstream db:5432 --keepalive-idle 15s --keepalive-interval 5s --keepalive-count 3",
+        "  Several listeners from a file (SIGHUP reloads it):",
+        "    keepalive-proxy --config /etc/keepalive-proxy/keepalive-proxy.yaml",
+        "  Before a deploy: validate, show each leg's socket options, prove each upstream reachable:",
+        "    keepalive-proxy check --config prod.yaml --connect",
+        "",
         `Precedence: defaults < config file < environment (${ENV_PREFIX}_<FLAG>, e.g. ${envName("keepalive-idle")}=30s) < flags.`,
         "Durations: 500ms, 30s, 5m, 2h; a bare number is seconds.",
         "Signals: SIGTERM/SIGINT drain then stop; SIGHUP reloads the config file.",

@@ -7,7 +7,7 @@ const LEG_FLAGS = {
   keepalive: { type: "boolean", desc: "SO_KEEPALIVE on {legs} (default on; --no-{name} turns it off)" },
   "keepalive-idle": { type: "string", desc: "Idle time before the first keepalive probe on {legs}, whole seconds (default 60s)" },
   "keepalive-interval": { type: "string", desc: "Time between unanswered probes on {legs} (default 10s)" },
-  "keepalive-count": { type: "string", desc: "Unanswered probes before {legs} is declared dead (default 3)" },
+  "keepalive-count": { type: "string", desc: "Unanswered probes on {legs} before the peer is declared dead (default 3)" },
   "user-timeout": {
     type: "string",
     desc: "TCP_USER_TIMEOUT on {legs}: max time sent data may stay unacknowledged (default idle + interval × count; 0 = kernel default, ~15 min)",

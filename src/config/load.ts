@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { parseDocument } from "yaml";
+import { LineCounter, parseDocument } from "yaml";
 import { ConfigError, type ConfigProblem, formatPath } from "./errors.js";
 import { type Config, configSchema } from "./schema.js";
 
@@ -77,10 +77,14 @@ export function loadConfig({ file, overrides }: LoadOptions): Config {
 
 /** Parses YAML text into a plain object, or throws a ConfigError naming the line. */
 export function parseConfigText(text: string, file: string): Record<string, unknown> {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
   if (doc.errors.length > 0) {
     throw new ConfigError(
-      doc.errors.map((e) => ({ path: "", message: `${file} line ${e.linePos?.[0]?.line ?? "?"}: ${e.message.split("\n")[0]}` })),
+      doc.errors.map((e) => {
+        const { line, col } = lineCounter.linePos(e.pos[0]);
+        return { path: "", message: `${file} line ${line} column ${col}: ${e.message.split("\n")[0]}` };
+      }),
       file,
     );
   }
