@@ -1,13 +1,16 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
+import { AdminServer } from "./admin/admin-server.js";
 import { listenerSettings } from "./config/settings.js";
 import type { Config } from "./config/schema.js";
 import { loadLibc, type Libc } from "./net/libc.js";
 import { SocketOptions } from "./net/socket-options.js";
 import { CloseReason } from "./proxy/close-reason.js";
+import { ConnectionBudget } from "./proxy/connection-budget.js";
 import { StartupError, StartupErrorCode } from "./proxy/errors.js";
 import { combineHooks, type ProxyHooks, type SessionSummary } from "./proxy/hooks.js";
 import { type ListenerSettings, ProxyListener } from "./proxy/listener.js";
+import { ProxyMetrics } from "./metrics/proxy-metrics.js";
 import { formatHostPort } from "./util/host-port.js";
 
 /** What the composition root is given; everything else it builds. */
@@ -37,8 +40,14 @@ export class Proxy {
   private readonly retired = new Set<ProxyListener>();
   private readonly idPrefix = randomBytes(3).toString("hex");
   private sessionCount = 0;
+  /** The process-wide connection limit (limits.maxConnections), shared by every listener. */
+  private readonly processBudget: ConnectionBudget;
   private draining = false;
   private readonly hooks: ProxyHooks;
+  /** Its metrics, set by startProxy. */
+  metrics: ProxyMetrics | undefined;
+  /** The admin HTTP server, set by startProxy when config.admin.listen is not null. */
+  admin: AdminServer | undefined;
 
   constructor(
     private config: Config,
@@ -46,6 +55,7 @@ export class Proxy {
     private readonly logger: Logger,
     extraHooks: ProxyHooks | undefined,
   ) {
+    this.processBudget = new ConnectionBudget(config.limits.maxConnections);
     const logHook: ProxyHooks = { sessionClosed: (summary) => this.logClosed(summary) };
     this.hooks = extraHooks ? combineHooks(logHook, extraHooks, { sessionClosed: () => this.pruneRetired() }) : combineHooks(logHook, { sessionClosed: () => this.pruneRetired() });
   }
@@ -85,7 +95,25 @@ export class Proxy {
    * Never touches a live session. Rejects (running config unchanged) when a
    * new listener cannot bind.
    */
-  async reload(next: Config): Promise<ReloadOutcome> {
+  reload(next: Config): Promise<ReloadOutcome> {
+    return this.applyConfig(next).then(
+      (outcome) => {
+        this.hooks.configReloaded?.("success");
+        return outcome;
+      },
+      (error: unknown) => {
+        this.hooks.configReloaded?.("failure");
+        throw error;
+      },
+    );
+  }
+
+  /** Counts a reload refused before it reached the proxy (the new config file is invalid). */
+  reloadRefused(): void {
+    this.hooks.configReloaded?.("failure");
+  }
+
+  private async applyConfig(next: Config): Promise<ReloadOutcome> {
     verifySocketOptions(this.socketOptions, next);
     const outcome: ReloadOutcome = { started: [], updated: [], stopped: [] };
     const wanted = new Map(next.listeners.map((l) => [l.name, listenerSettings(l)]));
@@ -119,6 +147,7 @@ export class Proxy {
         outcome.updated.push(name);
       }
     }
+    this.processBudget.max = next.limits.maxConnections;
     this.config = next;
     return outcome;
   }
@@ -128,6 +157,7 @@ export class Proxy {
    * resets the rest with reason proxy_shutdown.
    */
   async shutdown(drainMs = this.config.shutdown.drainTimeout): Promise<{ drained: number; reset: number }> {
+    // First, before any listener closes: /readyz answers 503 from here on.
     this.draining = true;
     const before = this.sessionTotal;
     for (const listener of this.listeners.values()) this.retire(listener);
@@ -139,6 +169,8 @@ export class Proxy {
       for (const listener of this.retired) listener.abortAll(CloseReason.ProxyShutdown);
       await this.waitForSessions(2000);
     }
+    // Last: /healthz and /metrics answer for as long as sessions drain.
+    await this.admin?.close();
     return { drained: before - reset, reset };
   }
 
@@ -153,6 +185,8 @@ export class Proxy {
       hooks: this.hooks,
       logger: this.logger,
       nextSessionId: () => `${this.idPrefix}-${(++this.sessionCount).toString(36)}`,
+      processBudget: this.processBudget,
+      makeBudget: (max) => new ConnectionBudget(max),
     });
     const address = await listener.start();
     this.logger.info(
@@ -160,7 +194,7 @@ export class Proxy {
         listener: settings.name,
         address: address.address,
         port: address.port,
-        upstream: formatHostPort(settings.upstream),
+        upstream: settings.upstream.targets.map(formatHostPort),
         replacing: replacing ? formatHostPort(replacing.current.listen) : undefined,
       },
       "listening",
@@ -220,7 +254,7 @@ export function verifySocketOptions(socketOptions: SocketOptions, config: Config
   const problems: string[] = [];
   config.listeners.forEach((l, i) => {
     const settings = listenerSettings(l);
-    const family = settings.upstream.host.includes(":") ? 6 : 4;
+    const family = settings.upstream.targets[0]?.host.includes(":") ? 6 : 4;
     for (const [leg, options] of [["client", settings.client], ["upstream", settings.upstreamLeg]] as const) {
       for (const p of socketOptions.verify(options, family)) problems.push(`listeners[${i}].${leg}: ${p}`);
     }
@@ -237,9 +271,16 @@ export async function startProxy(config: Config, deps: ProxyDeps): Promise<Proxy
   }
   const socketOptions = new SocketOptions(deps.libc ?? loadLibc());
   verifySocketOptions(socketOptions, config);
-  const proxy = new Proxy(config, socketOptions, deps.logger, deps.hooks);
+  const metrics = new ProxyMetrics();
+  const proxy = new Proxy(config, socketOptions, deps.logger, deps.hooks ? combineHooks(metrics.hooks, deps.hooks) : metrics.hooks);
+  proxy.metrics = metrics;
+  metrics.observe(proxy);
   try {
     await proxy.start();
+    if (config.admin.listen !== null) {
+      proxy.admin = new AdminServer(config.admin.listen, { source: proxy, registry: metrics.registry, logger: deps.logger });
+      await proxy.admin.start();
+    }
   } catch (error) {
     await proxy.shutdown(0);
     throw error;

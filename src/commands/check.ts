@@ -3,7 +3,7 @@ import { listenerSettings } from "../config/settings.js";
 import type { Config } from "../config/schema.js";
 import type { Libc } from "../net/libc.js";
 import { expectedKernelOptions, type KernelLegOptions, SocketOptions } from "../net/socket-options.js";
-import { connectUpstream } from "../proxy/upstream-connector.js";
+import { UpstreamPool } from "../proxy/upstream-pool.js";
 import { formatDuration } from "../util/duration.js";
 import { formatHostPort } from "../util/host-port.js";
 import { ExitCode } from "./exit-codes.js";
@@ -33,7 +33,7 @@ export async function checkConfig(config: Config, options: CheckOptions): Promis
     const settings = listenerSettings(listener);
     for (const [leg, legOptions] of [["client", settings.client], ["upstream", settings.upstreamLeg]] as const) {
       options.print(`${listener.name} ${leg}: ${describeKernelOptions(expectedKernelOptions(legOptions))}`);
-      const problems = socketOptions.verify(legOptions, settings.upstream.host.includes(":") ? 6 : 4);
+      const problems = socketOptions.verify(legOptions, settings.upstream.targets[0]?.host.includes(":") ? 6 : 4);
       for (const p of problems) options.print(`  REFUSED ${p}`);
       if (problems.length > 0) refused = true;
     }
@@ -43,19 +43,23 @@ export async function checkConfig(config: Config, options: CheckOptions): Promis
     options.print("# upstream reachability (one connection each, options read back from the kernel)");
     for (const listener of config.listeners) {
       const settings = listenerSettings(listener);
-      const outcome = await connectUpstream(settings.upstream, settings.connectTimeoutMs).done;
-      const target = formatHostPort(settings.upstream);
-      if (!outcome.ok) {
-        unreachable = true;
-        options.print(`${listener.name} upstream ${target}: UNREACHABLE (${outcome.result}${outcome.errno ? `, ${outcome.errno}` : ""}) after ${Math.round(outcome.durationMs)}ms`);
-        continue;
+      for (const target of settings.upstream.targets) {
+        // One attempt per upstream, no retries: check reports each one as it is.
+        const pool = new UpstreamPool({ ...settings.upstream, targets: [target], retries: 0 });
+        const outcome = await pool.connect(() => {}).done;
+        const name = formatHostPort(target);
+        if (!outcome.ok) {
+          unreachable = true;
+          options.print(`${listener.name} upstream ${name}: UNREACHABLE (${outcome.result}${outcome.errno ? `, ${outcome.errno}` : ""}) after ${Math.round(outcome.durationMs)}ms`);
+          continue;
+        }
+        socketOptions.apply(outcome.socket, settings.upstreamLeg);
+        const got = socketOptions.read(outcome.socket);
+        outcome.socket.destroy();
+        options.print(
+          `${listener.name} upstream ${name}: reachable at ${outcome.address} in ${Math.round(outcome.durationMs)}ms; kernel reports ${got ? describeKernelOptions(got) : "nothing (socket closed)"}`,
+        );
       }
-      socketOptions.apply(outcome.socket, settings.upstreamLeg);
-      const got = socketOptions.read(outcome.socket);
-      outcome.socket.destroy();
-      options.print(
-        `${listener.name} upstream ${target}: reachable at ${outcome.address} in ${Math.round(outcome.durationMs)}ms; kernel reports ${got ? describeKernelOptions(got) : "nothing (socket closed)"}`,
-      );
     }
   }
   if (refused) return ExitCode.StartupFailed;

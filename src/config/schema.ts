@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { parseDuration } from "../util/duration.js";
+import { cidrProblem } from "../proxy/access-list.js";
 import { parseHostPort } from "../util/host-port.js";
 
 /**
@@ -90,14 +91,56 @@ const legSchema = z.strictObject({
   noDelay: z.boolean().default(true).describe("TCP_NODELAY: forward small writes at once instead of waiting (Nagle)."),
 });
 
+function cidrList(description: string) {
+  return z
+    .array(
+      z.string().superRefine((value, ctx) => {
+        const problem = cidrProblem(value);
+        if (problem) ctx.addIssue({ code: "custom", message: problem });
+      }),
+    )
+    .default([])
+    .describe(description);
+}
+
 const upstreamSchema = legSchema
   .extend({
-    address: address("Upstream HOST:PORT. A host name is resolved for every new connection.", false),
-    connectTimeout: duration("Give up connecting to the upstream after this long and reset the client.", (ms) =>
+    address: address("Upstream HOST:PORT. A host name is resolved for every new connection and each of its addresses is a candidate.", false).optional(),
+    addresses: z
+      .array(address("Upstream HOST:PORT.", false))
+      .min(1, "addresses needs at least one HOST:PORT")
+      .optional()
+      .describe("Several upstreams, tried as `balance` says; use instead of `address`."),
+    balance: z
+      .enum(["failover", "round-robin"])
+      .default("failover")
+      .describe("failover: try the addresses in the written order; round-robin: rotate the first choice per session."),
+    retries: z.number().int().min(0).max(10, "retries must be at most 10").default(2).describe("Further connect attempts per session after a failed one, on the next address."),
+    retryBackoff: duration("Wait before the first retry; doubles with each retry.").prefault("50ms"),
+    failureThreshold: z.number().int().min(1).default(3).describe("Consecutive failed connects after which an address is skipped for the cool-down."),
+    cooldown: duration("How long an address that kept failing is tried last.").prefault("30s"),
+    connectTimeout: duration("Give up one connect attempt after this long.", (ms) =>
       ms < 1 ? "connect timeout must be more than 0" : undefined,
     ).prefault("10s"),
+    proxyProtocol: z.enum(["off", "v1", "v2"]).default("off").describe("Send a PROXY protocol header to the upstream so it sees the client's address."),
+  })
+  .superRefine((upstream, ctx) => {
+    if ((upstream.address === undefined) === (upstream.addresses === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["address"], message: "give exactly one of address (HOST:PORT) or addresses (a list)" });
+    }
   })
   .describe("Where sessions are forwarded, and the upstream leg's socket options.");
+
+const clientSchema = legSchema.extend({
+  proxyProtocol: z
+    .strictObject({
+      accept: z.enum(["off", "v1", "v2", "any"]).default("off").describe("Expect a PROXY protocol header from a load balancer in front."),
+      trustedSources: cidrList("Only these sources may connect when accept is on; others are reset."),
+      headerTimeout: duration("Reset a client whose header has not arrived within this.").prefault("5s"),
+    })
+    .prefault({})
+    .describe("PROXY protocol from a load balancer in front."),
+});
 
 export const listenerSchema = z.strictObject({
   name: z
@@ -106,11 +149,24 @@ export const listenerSchema = z.strictObject({
     .describe("Listener name, used in logs and as the `listener` metrics label."),
   listen: address("HOST:PORT to accept clients on; [::]:PORT for all IPv6 and IPv4 interfaces.", true),
   upstream: upstreamSchema,
-  client: legSchema.prefault({}).describe("The client leg's socket options."),
-  idleTimeout: duration("Reset a session after this long with no byte either way. 0 (the default) means never: legacy sessions idle for hours.").prefault(
-    0,
-  ),
-});
+  client: clientSchema.prefault({}).describe("The client leg's socket options."),
+  idleTimeout: duration("Reset a session after this long with no byte either way. 0 (the default) means never: legacy sessions idle for hours.").prefault(0),
+  maxSessionDuration: duration("Reset a session this long after it started. 0 (the default) means never.").prefault(0),
+  maxConnections: z.number().int().min(0).default(0).describe("Live sessions this listener accepts; over it a new client is reset at once. 0 = no limit."),
+  access: z
+    .strictObject({
+      allow: cidrList("Client CIDRs allowed; empty allows all not denied."),
+      deny: cidrList("Client CIDRs denied; deny wins over allow."),
+    })
+    .prefault({})
+    .describe("Client access control by CIDR, IPv4 and IPv6."),
+})
+  .superRefine((listener, ctx) => {
+    const pp = listener.client.proxyProtocol;
+    if (pp.accept !== "off" && pp.trustedSources.length === 0) {
+      ctx.addIssue({ code: "custom", path: ["client", "proxyProtocol", "trustedSources"], message: "list the load balancers' CIDRs: a PROXY header is accepted only from trusted sources" });
+    }
+  });
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -131,6 +187,11 @@ export const configSchema = z
       })
       .prefault({})
       .describe("Admin HTTP server; loopback only by default. Set listen to null to turn it off."),
+    limits: z
+      .strictObject({
+        maxConnections: z.number().int().min(0).default(0).describe("Live sessions across all listeners; 0 = no limit."),
+      })
+      .prefault({}),
     shutdown: z
       .strictObject({
         drainTimeout: duration("On SIGTERM, how long live sessions may finish before they are reset.").prefault("30s"),
@@ -151,4 +212,5 @@ export type ConfigInput = z.input<typeof configSchema>;
 /** The validated config with every default filled in and durations in ms. */
 export type Config = z.output<typeof configSchema>;
 export type ListenerConfig = z.output<typeof listenerSchema>;
+export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type KeepaliveConfig = z.output<typeof keepaliveSchema>;

@@ -1,18 +1,39 @@
 import type { LegOptions } from "../net/socket-options.js";
+import { AccessList } from "../proxy/access-list.js";
 import type { ListenerSettings } from "../proxy/listener.js";
-import type { KeepaliveConfig, ListenerConfig } from "./schema.js";
+import type { HostPort } from "../util/host-port.js";
+import type { KeepaliveConfig, ListenerConfig, UpstreamConfig } from "./schema.js";
 
 /** Turns one validated listener config into the settings its sessions use. */
 export function listenerSettings(config: ListenerConfig): ListenerSettings {
+  const pp = config.client.proxyProtocol;
   return {
     name: config.name,
     listen: config.listen,
-    upstream: config.upstream.address,
-    connectTimeoutMs: config.upstream.connectTimeout,
+    upstream: {
+      targets: upstreamTargets(config.upstream),
+      balance: config.upstream.balance,
+      retries: config.upstream.retries,
+      retryBackoffMs: config.upstream.retryBackoff,
+      failureThreshold: config.upstream.failureThreshold,
+      cooldownMs: config.upstream.cooldown,
+      connectTimeoutMs: config.upstream.connectTimeout,
+    },
     idleTimeoutMs: config.idleTimeout,
+    maxSessionDurationMs: config.maxSessionDuration,
+    maxConnections: config.maxConnections,
+    access: AccessList.from(config.access.allow, config.access.deny),
+    sendProxyProtocol: config.upstream.proxyProtocol === "off" ? undefined : config.upstream.proxyProtocol,
+    acceptProxyProtocol:
+      pp.accept === "off" ? undefined : { accept: pp.accept, trusted: AccessList.from(pp.trustedSources, []), headerTimeoutMs: pp.headerTimeout },
     client: legOptions(config.client.keepalive, config.client.noDelay),
     upstreamLeg: legOptions(config.upstream.keepalive, config.upstream.noDelay),
   };
+}
+
+/** The upstream's addresses in written order. */
+export function upstreamTargets(upstream: UpstreamConfig): HostPort[] {
+  return upstream.addresses ?? (upstream.address ? [upstream.address] : []);
 }
 
 /**

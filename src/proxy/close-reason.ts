@@ -28,6 +28,18 @@ export const CloseReason = {
   UpstreamConnectFailed: "upstream_connect_failed",
   /** The upstream did not answer within the connect timeout. */
   UpstreamConnectTimeout: "upstream_connect_timeout",
+  /** The client's address is not allowed by the listener's access list. */
+  ClientDenied: "client_denied",
+  /** A client expected to send a PROXY protocol header sent a malformed one, or none. */
+  ClientProxyHeaderInvalid: "client_proxy_header_invalid",
+  /** A client expected to send a PROXY protocol header sent none within the header timeout. */
+  ClientProxyHeaderTimeout: "client_proxy_header_timeout",
+  /** A client connected to a PROXY-protocol listener from a source not in its trusted list. */
+  ClientProxyUntrusted: "client_proxy_untrusted",
+  /** The listener's or the process's connection limit was reached when the client connected. */
+  ProxyConnectionLimit: "proxy_connection_limit",
+  /** The session reached the listener's maximum session duration. */
+  ProxyMaxDuration: "proxy_max_duration",
   /** No byte either way for the listener's idle timeout (off by default). */
   ProxyIdleTimeout: "proxy_idle_timeout",
   /** The proxy was stopping and the drain timeout ran out. */

@@ -19,6 +19,9 @@ export interface SessionSummary {
 /** Outcome of one upstream connect attempt, from a closed set (a metrics label). */
 export type ConnectResult = "ok" | "refused" | "unreachable" | "dns_failure" | "timeout" | "error";
 
+/** Outcome of a config reload, from a closed set (a metrics label). */
+export type ReloadResult = "success" | "failure";
+
 /**
  * The observation points of the proxy: logging, metrics and tests subscribe
  * here instead of reaching into sessions. Every callback is optional and is
@@ -28,6 +31,8 @@ export interface ProxyHooks {
   clientAccepted?(listener: string): void;
   upstreamConnected?(listener: string, result: ConnectResult, durationMs: number, errno: string | undefined): void;
   sessionClosed?(summary: SessionSummary): void;
+  /** A reload was applied (`success`) or refused, the running config left in force (`failure`). */
+  configReloaded?(result: ReloadResult): void;
 }
 
 /** Calls every hook set in order; used to stack logging, metrics and test observers. */
@@ -41,6 +46,9 @@ export function combineHooks(...all: ProxyHooks[]): ProxyHooks {
     },
     sessionClosed: (summary) => {
       for (const h of all) h.sessionClosed?.(summary);
+    },
+    configReloaded: (result) => {
+      for (const h of all) h.configReloaded?.(result);
     },
   };
 }

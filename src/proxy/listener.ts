@@ -2,20 +2,32 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import type { Logger } from "pino";
 import type { LegOptions, SocketOptions } from "../net/socket-options.js";
 import { formatHostPort, type HostPort } from "../util/host-port.js";
+import type { AccessList } from "./access-list.js";
 import { CloseReason } from "./close-reason.js";
-import type { ProxyHooks } from "./hooks.js";
+import type { ConnectionBudget } from "./connection-budget.js";
 import { ListenError } from "./errors.js";
-import { Session } from "./session.js";
-import { connectUpstream } from "./upstream-connector.js";
+import type { ProxyHooks } from "./hooks.js";
+import { readProxyHeader } from "./proxy-header-reader.js";
+import { encodeProxyHeader, type Endpoint, type ProxyProtocolVersion } from "./proxy-protocol.js";
+import { formatAddress, Session } from "./session.js";
+import { UpstreamPool, type UpstreamPolicy } from "./upstream-pool.js";
 
 /** Everything one listener needs; a reload swaps it for new sessions only. */
 export interface ListenerSettings {
   readonly name: string;
   readonly listen: HostPort;
-  readonly upstream: HostPort;
-  readonly connectTimeoutMs: number;
+  readonly upstream: UpstreamPolicy;
   /** 0 = off (the default: legacy sessions idle for hours). */
   readonly idleTimeoutMs: number;
+  /** 0 = off. */
+  readonly maxSessionDurationMs: number;
+  /** 0 = no limit. */
+  readonly maxConnections: number;
+  readonly access: AccessList;
+  readonly sendProxyProtocol: ProxyProtocolVersion | undefined;
+  readonly acceptProxyProtocol:
+    | { readonly accept: ProxyProtocolVersion | "any"; readonly trusted: AccessList; readonly headerTimeoutMs: number }
+    | undefined;
   readonly client: LegOptions;
   readonly upstreamLeg: LegOptions;
 }
@@ -26,7 +38,15 @@ export interface ListenerDeps {
   readonly hooks: ProxyHooks;
   readonly logger: Logger;
   readonly nextSessionId: () => string;
+  /** The process-wide connection limit, shared by all listeners. */
+  readonly processBudget: ConnectionBudget;
+  /** Makes a per-listener budget (a seam for tests). */
+  readonly makeBudget: (max: number) => ConnectionBudget;
 }
+
+// A denied address is logged at most once a minute; the map is cleared when it grows past this.
+const DENIED_LOG_INTERVAL_MS = 60_000;
+const DENIED_LOG_MAX_ENTRIES = 10_000;
 
 /**
  * One listening socket and the sessions it accepted. Accepted clients are
@@ -37,11 +57,16 @@ export class ProxyListener {
   readonly sessions = new Set<Session>();
   private readonly server: Server;
   private accepting = false;
+  private pool: UpstreamPool;
+  private readonly budget: ConnectionBudget;
+  private readonly deniedLoggedAt = new Map<string, number>();
 
   constructor(
     private settings: ListenerSettings,
     private readonly deps: ListenerDeps,
   ) {
+    this.pool = new UpstreamPool(settings.upstream);
+    this.budget = deps.makeBudget(settings.maxConnections);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     this.server.on("error", (error) => deps.logger.error({ err: error, listener: settings.name }, "listener error"));
   }
@@ -53,6 +78,11 @@ export class ProxyListener {
   /** The settings new sessions get. */
   get current(): ListenerSettings {
     return this.settings;
+  }
+
+  /** The upstream pool (health and cool-downs), for observers. */
+  get upstreams(): UpstreamPool {
+    return this.pool;
   }
 
   /** Whether the socket is bound and accepting. */
@@ -84,6 +114,8 @@ export class ProxyListener {
 
   /** New sessions use these settings; live sessions keep theirs. Listen address changes need a new listener. */
   update(settings: ListenerSettings): void {
+    if (!samePolicy(this.settings.upstream, settings.upstream)) this.pool = new UpstreamPool(settings.upstream);
+    this.budget.max = settings.maxConnections;
     this.settings = settings;
   }
 
@@ -105,38 +137,107 @@ export class ProxyListener {
 
   private accept(client: Socket): void {
     const settings = this.settings;
+    const withinListener = this.budget.tryAcquire();
+    const withinProcess = withinListener && this.deps.processBudget.tryAcquire();
     const session = new Session(
       this.deps.nextSessionId(),
       client,
       { listener: settings.name, client: settings.client, upstream: settings.upstreamLeg, idleTimeoutMs: settings.idleTimeoutMs },
       this.deps.socketOptions,
-      { sessionClosed: (summary) => {
+      {
+        sessionClosed: (summary) => {
           this.sessions.delete(session);
+          if (withinProcess) this.deps.processBudget.release();
+          if (withinListener) this.budget.release();
           this.deps.hooks.sessionClosed?.(summary);
-        } },
+        },
+      },
       this.deps.logger,
     );
     this.sessions.add(session);
     this.deps.hooks.clientAccepted?.(settings.name);
 
-    const pending = connectUpstream(settings.upstream, settings.connectTimeoutMs);
+    if (!withinProcess) {
+      session.abort(CloseReason.ProxyConnectionLimit);
+      return;
+    }
+    const remote = client.remoteAddress ?? "";
+    const pp = settings.acceptProxyProtocol;
+    if (pp && !pp.trusted.permits(remote)) {
+      session.abort(CloseReason.ClientProxyUntrusted);
+      return;
+    }
+    if (!pp && !this.admit(session, remote)) return;
+    session.begin(settings.maxSessionDurationMs);
+    if (!pp) {
+      this.connect(session, settings, undefined);
+      return;
+    }
+    void readProxyHeader(client, pp.accept, pp.headerTimeoutMs).then((result) => {
+      if (!session.open) return;
+      if (!result.ok) {
+        this.deps.logger.debug({ sessionId: session.id, client: session.clientAddress, why: result.why }, "PROXY header refused");
+        session.abort(result.cause === "timeout" ? CloseReason.ClientProxyHeaderTimeout : CloseReason.ClientProxyHeaderInvalid);
+        return;
+      }
+      const origin = result.header.source;
+      if (origin) session.setClientOrigin(formatAddress(origin.address, origin.port));
+      if (!this.admit(session, origin?.address ?? remote)) return;
+      this.connect(session, settings, origin && result.header.destination ? [origin, result.header.destination] : undefined);
+    });
+  }
+
+  /** Applies the access list to the client's (original) address; a denied client is reset. */
+  private admit(session: Session, address: string): boolean {
+    if (this.settings.access.permits(address)) return true;
+    const now = Date.now();
+    const last = this.deniedLoggedAt.get(address) ?? 0;
+    if (now - last >= DENIED_LOG_INTERVAL_MS) {
+      if (this.deniedLoggedAt.size >= DENIED_LOG_MAX_ENTRIES) this.deniedLoggedAt.clear();
+      this.deniedLoggedAt.set(address, now);
+      this.deps.logger.warn({ listener: this.settings.name, client: address }, "client denied by access list (logged once a minute per address)");
+    }
+    session.abort(CloseReason.ClientDenied);
+    return false;
+  }
+
+  /** Connects the upstream (with failover) and hands it to the session. */
+  private connect(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined): void {
+    const client = session.client;
+    const pending = this.pool.connect((result, durationMs, errno, address) => {
+      this.deps.hooks.upstreamConnected?.(settings.name, result, durationMs, errno);
+      if (result !== "ok") {
+        this.deps.logger.warn({ listener: settings.name, upstream: address, result, errno }, "upstream unreachable");
+      }
+    });
     const cancel = (): void => pending.cancel();
     client.once("close", cancel);
     void pending.done.then((outcome) => {
       client.off("close", cancel);
       if (outcome.ok) {
-        this.deps.hooks.upstreamConnected?.(settings.name, "ok", outcome.durationMs, undefined);
-        session.attachUpstream(outcome.socket, outcome.address);
+        const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
+        session.attachUpstream(outcome.socket, outcome.address, header);
         return;
       }
       if (!session.open) return; // the client left first; its own reason stands
-      this.deps.hooks.upstreamConnected?.(settings.name, outcome.result, outcome.durationMs, outcome.errno);
-      this.deps.logger.warn(
-        { listener: settings.name, upstream: formatHostPort(settings.upstream), result: outcome.result, errno: outcome.errno },
-        "upstream unreachable",
-      );
       const reason = outcome.result === "timeout" ? CloseReason.UpstreamConnectTimeout : CloseReason.UpstreamConnectFailed;
       session.failConnect(reason, outcome.errno, outcome.address);
     });
   }
+}
+
+/** The client's address and the address it connected to, for a PROXY header. */
+function endpointsOf(client: Socket): [Endpoint, Endpoint] {
+  return [
+    { address: unmapped(client.remoteAddress ?? ""), port: client.remotePort ?? 0 },
+    { address: unmapped(client.localAddress ?? ""), port: client.localPort ?? 0 },
+  ];
+}
+
+function unmapped(address: string): string {
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}
+
+function samePolicy(a: UpstreamPolicy, b: UpstreamPolicy): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }

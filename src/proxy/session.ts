@@ -22,8 +22,9 @@ export interface SessionSettings {
  */
 export class Session {
   readonly startedAt = Date.now();
-  /** `ip:port` of the client, kept because a reset socket forgets its peer. */
-  readonly clientAddress: string;
+  /** `ip:port` of the client (as a PROXY header gave it, if one did), kept because a reset socket forgets its peer. */
+  clientAddress: string;
+  private maxDurationTimer: NodeJS.Timeout | undefined;
   private upstream: Socket | undefined;
   private upstreamAddress: string | undefined;
   private abortReason: CloseReason | undefined;
@@ -44,8 +45,18 @@ export class Session {
     client.on("error", (error: NodeJS.ErrnoException) => this.onLegError("client", error));
     client.on("end", () => this.onLegEnd("client"));
     client.once("close", () => this.onSocketClose());
-    const failures = options.apply(client, settings.client);
-    if (failures.length > 0) logger.debug({ sessionId: id, failures }, "client socket options refused");
+  }
+
+  /** Gives the client leg its socket options and starts the session's own timers. */
+  begin(maxDurationMs: number): void {
+    const failures = this.options.apply(this.client, this.settings.client);
+    if (failures.length > 0) this.logger.debug({ sessionId: this.id, failures }, "client socket options refused");
+    if (maxDurationMs > 0) this.maxDurationTimer = setTimeout(() => this.abort(CloseReason.ProxyMaxDuration), maxDurationMs);
+  }
+
+  /** Records the original client address a PROXY protocol header carried. */
+  setClientOrigin(address: string): void {
+    this.clientAddress = address;
   }
 
   /** The listener's name, for observers. */
@@ -68,8 +79,11 @@ export class Session {
     return !this.finished;
   }
 
-  /** Takes over a connected upstream socket and starts copying both ways. */
-  attachUpstream(upstream: Socket, address: string): void {
+  /**
+   * Takes over a connected upstream socket and starts copying both ways,
+   * after `preamble` (a PROXY protocol header) when one is given.
+   */
+  attachUpstream(upstream: Socket, address: string, preamble?: Buffer): void {
     if (this.abortReason !== undefined || this.client.destroyed) {
       upstream.destroy();
       return;
@@ -87,6 +101,7 @@ export class Session {
       // inactivity is the session's inactivity.
       this.client.setTimeout(this.settings.idleTimeoutMs, () => this.abort(CloseReason.ProxyIdleTimeout));
     }
+    if (preamble) upstream.write(preamble);
     this.client.pipe(upstream);
     upstream.pipe(this.client);
     this.client.resume();
@@ -139,6 +154,7 @@ export class Session {
     if (this.finished) return;
     this.finished = true;
     this.client.setTimeout(0);
+    if (this.maxDurationTimer) clearTimeout(this.maxDurationTimer);
     const reason = this.abortReason ?? this.eofReason ?? CloseReason.ClientEof;
     const summary: SessionSummary = {
       sessionId: this.id,

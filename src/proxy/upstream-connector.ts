@@ -1,6 +1,4 @@
-import { lookup } from "node:dns/promises";
-import { isIP, Socket } from "node:net";
-import type { HostPort } from "../util/host-port.js";
+import { Socket } from "node:net";
 import type { ConnectResult } from "./hooks.js";
 
 /** A connected upstream socket, or why there is none. */
@@ -21,61 +19,40 @@ export interface PendingConnect {
 }
 
 /**
- * Opens one connection to an upstream. A host name is resolved on every call,
- * so a service that moves (DNS failover, a Kubernetes Service) is followed
- * without a restart. The timeout covers resolution and the TCP handshake.
+ * One TCP connect to an IP address, bounded by a timeout. Never rejects:
+ * every failure becomes an outcome with a ConnectResult and the errno.
  */
-export function connectUpstream(target: HostPort, timeoutMs: number): PendingConnect {
+export function connectOnce(ip: string, port: number, timeoutMs: number): PendingConnect {
   const started = performance.now();
-  let socket: Socket | undefined;
-  let settled = false;
-  let timer: NodeJS.Timeout | undefined;
+  const address = formatIpPort(ip, port);
+  const socket = new Socket({ allowHalfOpen: true });
   let settle!: (outcome: ConnectOutcome) => void;
   const done = new Promise<ConnectOutcome>((resolve) => {
-    settle = (outcome) => {
-      if (settled) return;
-      settled = true;
-      if (timer) clearTimeout(timer);
-      resolve(outcome);
-    };
+    settle = resolve;
   });
-  const elapsed = (): number => performance.now() - started;
-  const fail = (result: Exclude<ConnectResult, "ok">, errno: string | undefined, address?: string): void => {
-    socket?.destroy();
-    settle({ ok: false, result, errno, address, durationMs: elapsed() });
+  let settled = false;
+  const fail = (result: Exclude<ConnectResult, "ok">, errno: string | undefined): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.destroy();
+    settle({ ok: false, result, errno, address, durationMs: performance.now() - started });
   };
-
-  timer = setTimeout(() => fail("timeout", "ETIMEDOUT", socket ? addressText(target.host, target.port) : undefined), timeoutMs);
-
-  void resolveHost(target.host).then(
-    (ip) => {
-      if (settled) return;
-      const address = addressText(ip, target.port);
-      const s = new Socket({ allowHalfOpen: true });
-      socket = s;
-      s.once("error", (error: NodeJS.ErrnoException) => fail(classifyConnectError(error.code), error.code, address));
-      s.once("connect", () => {
-        s.removeAllListeners("error");
-        settle({ ok: true, socket: s, address, durationMs: elapsed() });
-      });
-      s.connect({ host: ip, port: target.port });
-    },
-    (error: NodeJS.ErrnoException) => fail("dns_failure", error.code ?? "ENOTFOUND"),
-  );
-
-  return {
-    done,
-    cancel: () => fail("error", "ECANCELED"),
-  };
+  const timer = setTimeout(() => fail("timeout", "ETIMEDOUT"), timeoutMs);
+  socket.once("error", (error: NodeJS.ErrnoException) => fail(classifyConnectError(error.code), error.code));
+  socket.once("connect", () => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.removeAllListeners("error");
+    settle({ ok: true, socket, address, durationMs: performance.now() - started });
+  });
+  socket.connect({ host: ip, port });
+  return { done, cancel: () => fail("error", "ECANCELED") };
 }
 
-async function resolveHost(host: string): Promise<string> {
-  if (isIP(host) !== 0) return host;
-  const { address } = await lookup(host);
-  return address;
-}
-
-function addressText(ip: string, port: number): string {
+/** `ip:port` with brackets for IPv6. */
+export function formatIpPort(ip: string, port: number): string {
   return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
@@ -95,6 +72,7 @@ export function classifyConnectError(code: string | undefined): Exclude<ConnectR
     case "ENOTFOUND":
     case "EAI_AGAIN":
     case "EAI_FAIL":
+    case "EAI_NODATA":
       return "dns_failure";
     default:
       return "error";

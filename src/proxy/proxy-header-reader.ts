@@ -1,0 +1,43 @@
+import type { Socket } from "node:net";
+import { parseProxyHeader, type ProxyHeader, type ProxyProtocolVersion } from "./proxy-protocol.js";
+
+export type HeaderReadResult =
+  | { readonly ok: true; readonly header: ProxyHeader }
+  | { readonly ok: false; readonly cause: "invalid" | "timeout"; readonly why: string };
+
+/**
+ * Reads a PROXY protocol header from a paused client socket, within a
+ * timeout. Bytes after the header are pushed back onto the socket, which is
+ * left paused, so the session forwards them as if nothing had been read.
+ */
+export function readProxyHeader(socket: Socket, accept: ProxyProtocolVersion | "any", timeoutMs: number): Promise<HeaderReadResult> {
+  return new Promise((resolve) => {
+    let buffered: Buffer = Buffer.alloc(0);
+    const finish = (result: HeaderReadResult): void => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+      socket.off("close", onEnd);
+      socket.pause();
+      resolve(result);
+    };
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const parsed = parseProxyHeader(buffered, accept);
+      if (parsed.status === "incomplete") return;
+      if (parsed.status === "invalid") {
+        finish({ ok: false, cause: "invalid", why: parsed.why });
+        return;
+      }
+      const rest = buffered.subarray(parsed.length);
+      finish({ ok: true, header: parsed.header });
+      if (rest.length > 0) socket.unshift(rest);
+    };
+    const onEnd = (): void => finish({ ok: false, cause: "invalid", why: "the connection ended before a complete PROXY header" });
+    const timer = setTimeout(() => finish({ ok: false, cause: "timeout", why: `no PROXY header within ${timeoutMs}ms` }), timeoutMs);
+    socket.on("data", onData);
+    socket.once("end", onEnd);
+    socket.once("close", onEnd);
+    socket.resume();
+  });
+}
