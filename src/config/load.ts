@@ -58,6 +58,8 @@ function legSpecificity(flag: string): number {
 export interface LoadOptions {
   /** Config file to read; undefined means none. */
   readonly file: string | undefined;
+  /** An already parsed config document, used instead of a file (tests, embedding). */
+  readonly document?: Record<string, unknown>;
   readonly overrides: readonly Override[];
 }
 
@@ -67,8 +69,8 @@ export interface LoadOptions {
  * ConfigError listing every problem, each with its path and, when a flag or
  * variable set the value, its name.
  */
-export function loadConfig({ file, overrides }: LoadOptions): Config {
-  const raw = file === undefined ? {} : readConfigFile(file);
+export function loadConfig({ file, document, overrides }: LoadOptions): Config {
+  const raw = file !== undefined ? readConfigFile(file) : structuredClone(document ?? {});
   const sources = applyOverrides(raw, overrides);
   const result = configSchema.safeParse(raw);
   if (result.success) return result.data;

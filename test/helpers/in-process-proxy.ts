@@ -3,7 +3,7 @@ import pino from "pino";
 import { onTestFinished } from "vitest";
 import { loadConfig, type Override } from "../../src/config/load.js";
 import { type Proxy, startProxy } from "../../src/main.js";
-import type { SessionSummary } from "../../src/proxy/hooks.js";
+import type { ConnectResult, SessionSummary } from "../../src/proxy/hooks.js";
 
 /** A log line as parsed JSON. */
 export type LogLine = Record<string, unknown> & { msg: string; level: string };
@@ -14,6 +14,8 @@ export interface TestProxy {
   readonly port: number;
   readonly logs: LogLine[];
   readonly closed: SessionSummary[];
+  /** Every upstream connect attempt's result, in order. */
+  readonly attempts: ConnectResult[];
   /** Resolves with the next closed session (or one already closed that matches). */
   nextClosed(timeoutMs?: number): Promise<SessionSummary>;
 }
@@ -22,14 +24,11 @@ export interface TestProxy {
  * Starts a proxy on 127.0.0.1:0 from the same flag overrides the CLI takes,
  * and stops it when the test finishes, even when the test fails.
  */
-export async function startTestProxy(flags: Record<string, string | boolean>): Promise<TestProxy> {
-  const overrides: Override[] = Object.entries({
-    listen: "127.0.0.1:0",
-    "log-level": "debug",
-    admin: "off",
-    ...flags,
-  }).map(([flag, value]) => ({ flag, value, source: `--${flag}` }));
-  const config = loadConfig({ file: undefined, overrides });
+export async function startTestProxy(flags: Record<string, string | boolean>, document?: Record<string, unknown>): Promise<TestProxy> {
+  // With a config document the listeners come from it; otherwise from --listen/--upstream flags.
+  const defaults = document ? { "log-level": "debug", admin: "off" } : { listen: "127.0.0.1:0", "log-level": "debug", admin: "off" };
+  const overrides: Override[] = Object.entries({ ...defaults, ...flags }).map(([flag, value]) => ({ flag, value, source: `--${flag}` }));
+  const config = loadConfig({ file: undefined, document, overrides });
   const logs: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -39,8 +38,9 @@ export async function startTestProxy(flags: Record<string, string | boolean>): P
   });
   const logger = pino({ level: "debug", formatters: { level: (label) => ({ level: label }) } }, sink);
   const closed: SessionSummary[] = [];
+  const attempts: ConnectResult[] = [];
   let consumed = 0;
-  const proxy = await startProxy(config, { logger, hooks: { sessionClosed: (s) => closed.push(s) } });
+  const proxy = await startProxy(config, { logger, hooks: { sessionClosed: (s) => closed.push(s), upstreamConnected: (_l, result) => attempts.push(result) } });
   onTestFinished(async () => {
     await proxy.shutdown(0);
   });
@@ -50,6 +50,7 @@ export async function startTestProxy(flags: Record<string, string | boolean>): P
     port,
     logs,
     closed,
+    attempts,
     nextClosed: (timeoutMs = 5000) =>
       waitUntil(() => (closed.length > consumed ? closed[consumed++] : undefined), timeoutMs, "a session to close"),
   };
