@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the test suite needs: iproute2 (ip netns, veth, ss, nstat),
+# Debian packages the test suite needs: iproute2 (ip netns, veth, ss, nstat), procps (sysctl),
 # nftables (making a host vanish), conntrack tools, prometheus + promtool
 # (the metrics tests scrape the proxy with a real Prometheus), haproxy (the
 # reference PROXY protocol peer). Idempotent; needs root.
 set -euo pipefail
-packages=(iproute2 nftables conntrack prometheus haproxy)
+packages=(iproute2 nftables conntrack procps prometheus haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

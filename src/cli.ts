@@ -151,6 +151,8 @@ function buildParser(argv: string[]): Argv {
     )
     .options(proxyFlags())
     .env(ENV_PREFIX)
+    // A flag given twice takes the last value, as in most Unix tools.
+    .parserConfiguration({ "duplicate-arguments-array": false })
     .epilogue(
       [
         "Examples:",

@@ -21,7 +21,7 @@ export function proxyFlags(): Record<string, Options> {
     listen: { type: "string", group: "One listener without a file:", desc: "HOST:PORT to accept clients on, e.g. 0.0.0.0:6432 or [::]:6432" },
     upstream: { type: "string", group: "One listener without a file:", desc: "HOST:PORT to forward to; a name is resolved per connection" },
     name: { type: "string", group: "One listener without a file:", desc: "Listener name for logs and metrics (default \"default\")" },
-    "connect-timeout": { type: "string", group: "Sessions:", desc: "Reset the client if the upstream does not accept within this (default 10s)" },
+    "connect-timeout": { type: "string", group: "Sessions:", desc: "Reset the client if the upstream does not accept within this (default 10s; per address when there are several)" },
     "idle-timeout": { type: "string", group: "Sessions:", desc: "Reset a session with no byte either way for this long (default 0 = never)" },
     nodelay: { type: "boolean", group: "Sessions:", desc: "TCP_NODELAY on both legs (default on)" },
     "log-level": { type: "string", group: "Process:", choices: ["fatal", "error", "warn", "info", "debug", "trace", "silent"], desc: "Minimum log level (default info)" },

@@ -115,11 +115,17 @@ const upstreamSchema = legSchema
       .enum(["failover", "round-robin"])
       .default("failover")
       .describe("failover: try the addresses in the written order; round-robin: rotate the first choice per session."),
-    retries: z.number().int().min(0).max(10, "retries must be at most 10").default(2).describe("Further connect attempts per session after a failed one, on the next address."),
+    retries: z
+      .number()
+      .int()
+      .min(0)
+      .max(10, "retries must be at most 10")
+      .optional()
+      .describe("Further connect attempts per session after a failed one, each on the next address. Default: one per other address, so each address is tried once."),
     retryBackoff: duration("Wait before the first retry; doubles with each retry.").prefault("50ms"),
     failureThreshold: z.number().int().min(1).default(3).describe("Consecutive failed connects after which an address is skipped for the cool-down."),
     cooldown: duration("How long an address that kept failing is tried last.").prefault("30s"),
-    connectTimeout: duration("Give up one connect attempt after this long.", (ms) =>
+    connectTimeout: duration("Give up a connect attempt after this long (each address gets its own attempt).", (ms) =>
       ms < 1 ? "connect timeout must be more than 0" : undefined,
     ).prefault("10s"),
     proxyProtocol: z.enum(["off", "v1", "v2"]).default("off").describe("Send a PROXY protocol header to the upstream so it sees the client's address."),

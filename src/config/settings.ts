@@ -13,7 +13,7 @@ export function listenerSettings(config: ListenerConfig): ListenerSettings {
     upstream: {
       targets: upstreamTargets(config.upstream),
       balance: config.upstream.balance,
-      retries: config.upstream.retries,
+      retries: config.upstream.retries ?? upstreamTargets(config.upstream).length - 1,
       retryBackoffMs: config.upstream.retryBackoff,
       failureThreshold: config.upstream.failureThreshold,
       cooldownMs: config.upstream.cooldown,

@@ -98,7 +98,7 @@ listeners:
 
   it("rejects an unknown flag with exit 2", async () => {
     const result = await runCli(["--keepalive-idel", "5s"]);
-    expect(result.code).toBe(2);
+    expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(/Unknown argument/);
   });
 });

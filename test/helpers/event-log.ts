@@ -104,5 +104,5 @@ export function tail(items: readonly unknown[], n = 15): string {
   return items
     .slice(-n)
     .map((i) => JSON.stringify(i))
-    .join('\n');
+    .join("\n");
 }

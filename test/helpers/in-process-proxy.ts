@@ -28,7 +28,7 @@ export async function startTestProxy(flags: Record<string, string | boolean>, do
   // With a config document the listeners come from it; otherwise from --listen/--upstream flags.
   const defaults = document ? { "log-level": "debug", admin: "off" } : { listen: "127.0.0.1:0", "log-level": "debug", admin: "off" };
   const overrides: Override[] = Object.entries({ ...defaults, ...flags }).map(([flag, value]) => ({ flag, value, source: `--${flag}` }));
-  const config = loadConfig({ file: undefined, document, overrides });
+  const config = loadConfig({ file: undefined, overrides, ...(document ? { document } : {}) });
   const logs: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {

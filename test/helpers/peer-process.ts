@@ -2,13 +2,13 @@
 // its own process, so a host can vanish under it, controlled by JSON commands
 // and observed through its timestamped events.
 
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { EventLog, tail } from './event-log.js';
-import type { Namespace, Teardown } from './netns.js';
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { EventLog, tail } from "./event-log.js";
+import type { Namespace, Teardown } from "./netns.js";
 
-const PEER_SCRIPT = fileURLToPath(new URL('./peer.mjs', import.meta.url));
+const PEER_SCRIPT = fileURLToPath(new URL("./peer.mjs", import.meta.url));
 
 /** One line reported by the peer: `ev` is the event, `t` its Date.now(). */
 export interface PeerEvent {
@@ -28,16 +28,18 @@ export class PeerProcess {
   readonly events: EventLog<PeerEvent>;
   readonly #child: ChildProcessWithoutNullStreams;
   readonly #exited: Promise<void>;
-  #stderr = '';
+  #stderr = "";
   #connects = 0;
 
   private constructor(child: ChildProcessWithoutNullStreams, label: string) {
     this.#child = child;
-    this.events = new EventLog<PeerEvent>(() => `peer ${label} stderr: ${this.#stderr.slice(-2000)}\nlast events:\n${tail(this.events.items)}`);
-    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+    this.events = new EventLog<PeerEvent>(
+      () => `peer ${label} stderr: ${this.#stderr.slice(-2000)}\nlast events:\n${tail(this.events.items)}`,
+    );
+    child.stderr.setEncoding("utf8").on("data", (s: string) => {
       this.#stderr += s;
     });
-    createInterface({ input: child.stdout }).on('line', (line) => {
+    createInterface({ input: child.stdout }).on("line", (line) => {
       try {
         this.events.push(JSON.parse(line) as PeerEvent);
       } catch {
@@ -45,7 +47,7 @@ export class PeerProcess {
       }
     });
     this.#exited = new Promise((resolve) => {
-      child.on('close', (code, signal) => {
+      child.on("close", (code, signal) => {
         this.events.end(new Error(`peer ${label} exited (${code ?? signal}); stderr: ${this.#stderr.slice(-2000)}`));
         resolve();
       });
@@ -54,10 +56,12 @@ export class PeerProcess {
 
   /** Starts a peer in `ns` and registers its stop with `teardown` before waiting for it. */
   static async start(ns: Namespace, teardown: Teardown): Promise<PeerProcess> {
-    const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, PEER_SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn("ip", ["netns", "exec", ns.name, process.execPath, PEER_SCRIPT], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     const peer = new PeerProcess(child, ns.role);
     teardown.defer(() => peer.stop());
-    await peer.events.waitFor((e) => e.ev === 'ready', 10_000, `peer in ${ns.name} to start`);
+    await peer.events.waitFor((e) => e.ev === "ready", 10_000, `peer in ${ns.name} to start`);
     return peer;
   }
 
@@ -74,23 +78,28 @@ export class PeerProcess {
   /** Listens on host:port (0 = any) and resolves with the bound port. */
   async listen(host: string, port = 0): Promise<number> {
     const from = this.events.items.length;
-    this.command({ cmd: 'listen', host, port });
-    const e = await this.waitFor((x) => x.ev === 'listening' || x.ev === 'server-error', 5_000, `listen on ${host}:${port}`, from);
-    if (e.ev !== 'listening' || e.port === undefined) throw new Error(`listen failed: ${JSON.stringify(e)}`);
+    this.command({ cmd: "listen", host, port });
+    const e = await this.waitFor(
+      (x) => x.ev === "listening" || x.ev === "server-error",
+      5_000,
+      `listen on ${host}:${port}`,
+      from,
+    );
+    if (e.ev !== "listening" || e.port === undefined) throw new Error(`listen failed: ${JSON.stringify(e)}`);
     return e.port;
   }
 
   /** Opens a connection to host:port and returns its handle at once (not waiting for `connected`). */
   connect(host: string, port: number): PeerConnection {
     const id = `c${++this.#connects}`;
-    this.command({ cmd: 'connect', conn: id, host, port });
+    this.command({ cmd: "connect", conn: id, host, port });
     return new PeerConnection(this, id);
   }
 
   /** Resolves with the n-th accepted connection (1-based). */
   async accepted(n: number, timeoutMs: number): Promise<PeerConnection> {
     const id = `a${n}`;
-    await this.waitFor((e) => e.ev === 'accepted' && e.conn === id, timeoutMs, `accepted connection ${id}`);
+    await this.waitFor((e) => e.ev === "accepted" && e.conn === id, timeoutMs, `accepted connection ${id}`);
     return new PeerConnection(this, id);
   }
 
@@ -98,7 +107,7 @@ export class PeerProcess {
   async stop(): Promise<void> {
     if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
     this.#child.stdin.end();
-    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 2_000);
+    const timer = setTimeout(() => this.#child.kill("SIGKILL"), 2_000);
     await this.#exited;
     clearTimeout(timer);
   }
@@ -116,37 +125,41 @@ export class PeerConnection {
 
   /** Sends `bytes` random bytes (or `text`). */
   send(data: number | string): void {
-    this.peer.command(typeof data === 'number' ? { cmd: 'send', conn: this.id, bytes: data } : { cmd: 'send', conn: this.id, text: data });
+    this.peer.command(
+      typeof data === "number"
+        ? { cmd: "send", conn: this.id, bytes: data }
+        : { cmd: "send", conn: this.id, text: data },
+    );
   }
 
   /** Writes without pause until the connection fails (keeps unacknowledged data in flight). */
   stream(chunk = 65_536): void {
-    this.peer.command({ cmd: 'stream', conn: this.id, chunk });
+    this.peer.command({ cmd: "stream", conn: this.id, chunk });
   }
 
   /** Sends FIN after everything queued. */
   end(): void {
-    this.peer.command({ cmd: 'end', conn: this.id });
+    this.peer.command({ cmd: "end", conn: this.id });
   }
 
   /** Stops reading. */
   pause(): void {
-    this.peer.command({ cmd: 'pause', conn: this.id });
+    this.peer.command({ cmd: "pause", conn: this.id });
   }
 
   /** Resumes reading. */
   resume(): void {
-    this.peer.command({ cmd: 'resume', conn: this.id });
+    this.peer.command({ cmd: "resume", conn: this.id });
   }
 
   /** Closes gracefully where possible. */
   destroy(): void {
-    this.peer.command({ cmd: 'destroy', conn: this.id });
+    this.peer.command({ cmd: "destroy", conn: this.id });
   }
 
   /** Closes with RST. */
   reset(): void {
-    this.peer.command({ cmd: 'reset', conn: this.id });
+    this.peer.command({ cmd: "reset", conn: this.id });
   }
 
   /** Waits for this connection's event named `ev` that also matches `pred`. */
@@ -156,13 +169,13 @@ export class PeerConnection {
 
   /** Waits until this connection has received at least `total` bytes. */
   waitForBytes(total: number, timeoutMs: number): Promise<PeerEvent> {
-    return this.waitFor('data', timeoutMs, (e) => (e.total ?? 0) >= total);
+    return this.waitFor("data", timeoutMs, (e) => (e.total ?? 0) >= total);
   }
 
   /** Waits for the end of this connection by error or close, whichever is reported first. */
   waitForFailure(timeoutMs: number, from = 0): Promise<PeerEvent> {
     return this.peer.waitFor(
-      (e) => e.conn === this.id && (e.ev === 'error' || e.ev === 'close'),
+      (e) => e.conn === this.id && (e.ev === "error" || e.ev === "close"),
       timeoutMs,
       `${this.id} error or close`,
       from,
@@ -171,14 +184,19 @@ export class PeerConnection {
 
   /** Resolves if none of this connection's events named in `evs` arrive within `ms`. */
   expectNone(evs: readonly string[], ms: number, from = 0): Promise<void> {
-    return this.peer.events.expectNone((e) => e.conn === this.id && evs.includes(e.ev), ms, `${this.id} ${evs.join('/')}`, from);
+    return this.peer.events.expectNone(
+      (e) => e.conn === this.id && evs.includes(e.ev),
+      ms,
+      `${this.id} ${evs.join("/")}`,
+      from,
+    );
   }
 
   /** Bytes received so far. */
   received(): number {
     let total = 0;
     for (const e of this.peer.events.items) {
-      if (e.conn === this.id && (e.ev === 'data' || e.ev === 'end')) total = e.total ?? total;
+      if (e.conn === this.id && (e.ev === "data" || e.ev === "end")) total = e.total ?? total;
     }
     return total;
   }

@@ -17,9 +17,9 @@
 // received), error {conn, code}, close {conn, hadError, received, sent, sha256Sent}.
 // The process exits when stdin closes, so it never outlives the test.
 
-import { createHash, randomBytes } from 'node:crypto';
-import net from 'node:net';
-import readline from 'node:readline';
+import { createHash, randomBytes } from "node:crypto";
+import net from "node:net";
+import readline from "node:readline";
 
 /** @type {Map<string, {socket: net.Socket, received: number, hash: import('node:crypto').Hash, sent: number, sentHash: import('node:crypto').Hash, streaming: boolean}>} */
 const conns = new Map();
@@ -31,18 +31,31 @@ function emit(ev, fields = {}) {
 }
 
 function track(id, socket) {
-  const st = { socket, received: 0, hash: createHash('sha256'), sent: 0, sentHash: createHash('sha256'), streaming: false };
+  const st = {
+    socket,
+    received: 0,
+    hash: createHash("sha256"),
+    sent: 0,
+    sentHash: createHash("sha256"),
+    streaming: false,
+  };
   conns.set(id, st);
-  socket.on('data', (chunk) => {
+  socket.on("data", (chunk) => {
     st.received += chunk.length;
     st.hash.update(chunk);
-    emit('data', { conn: id, bytes: chunk.length, total: st.received });
+    emit("data", { conn: id, bytes: chunk.length, total: st.received });
   });
-  socket.on('end', () => emit('end', { conn: id, total: st.received, sha256: st.hash.copy().digest('hex') }));
-  socket.on('finish', () => emit('finish', { conn: id, sent: st.sent }));
-  socket.on('error', (err) => emit('error', { conn: id, code: err.code ?? null, message: err.message }));
-  socket.on('close', (hadError) =>
-    emit('close', { conn: id, hadError, received: st.received, sent: st.sent, sha256Sent: st.sentHash.copy().digest('hex') }),
+  socket.on("end", () => emit("end", { conn: id, total: st.received, sha256: st.hash.copy().digest("hex") }));
+  socket.on("finish", () => emit("finish", { conn: id, sent: st.sent }));
+  socket.on("error", (err) => emit("error", { conn: id, code: err.code ?? null, message: err.message }));
+  socket.on("close", (hadError) =>
+    emit("close", {
+      conn: id,
+      hadError,
+      received: st.received,
+      sent: st.sent,
+      sha256Sent: st.sentHash.copy().digest("hex"),
+    }),
   );
   return st;
 }
@@ -68,13 +81,13 @@ function stream(id, chunkSize) {
     // false at once and the loop yields to the event loop until 'drain'.
     while (st.streaming && !st.socket.destroyed && st.socket.writable) {
       if (!write(st, chunk)) {
-        st.socket.once('drain', pump);
+        st.socket.once("drain", pump);
         return;
       }
     }
   };
   pump();
-  emit('streaming', { conn: id });
+  emit("streaming", { conn: id });
 }
 
 const handlers = {
@@ -82,28 +95,32 @@ const handlers = {
     const server = net.createServer({ allowHalfOpen: true }, (socket) => {
       const id = `a${++accepted}`;
       track(id, socket);
-      emit('accepted', { conn: id, local: `${socket.localAddress}:${socket.localPort}`, remote: `${socket.remoteAddress}:${socket.remotePort}` });
+      emit("accepted", {
+        conn: id,
+        local: `${socket.localAddress}:${socket.localPort}`,
+        remote: `${socket.remoteAddress}:${socket.remotePort}`,
+      });
     });
-    server.on('error', (err) => emit('server-error', { code: err.code ?? null, message: err.message }));
-    server.listen(port, host, () => emit('listening', { port: server.address().port }));
+    server.on("error", (err) => emit("server-error", { code: err.code ?? null, message: err.message }));
+    server.listen(port, host, () => emit("listening", { port: server.address().port }));
   },
   connect({ conn: id, host, port }) {
     if (conns.has(id)) throw new Error(`connection ${id} exists`);
     const socket = net.connect({ host, port, allowHalfOpen: true });
     track(id, socket);
-    socket.on('connect', () => emit('connected', { conn: id, local: `${socket.localAddress}:${socket.localPort}` }));
+    socket.on("connect", () => emit("connected", { conn: id, local: `${socket.localAddress}:${socket.localPort}` }));
   },
   send({ conn: id, bytes, text }) {
     const st = conn(id);
     const buf = text !== undefined ? Buffer.from(text) : randomBytes(bytes);
     write(st, buf, (err) => {
-      if (!err) emit('sent', { conn: id, bytes: buf.length, total: st.sent, sha256: st.sentHash.copy().digest('hex') });
+      if (!err) emit("sent", { conn: id, bytes: buf.length, total: st.sent, sha256: st.sentHash.copy().digest("hex") });
     });
   },
   stream({ conn: id, chunk = 65536 }) {
     stream(id, chunk);
   },
-  'stop-stream'({ conn: id }) {
+  "stop-stream"({ conn: id }) {
     conn(id).streaming = false;
   },
   end({ conn: id }) {
@@ -123,8 +140,8 @@ const handlers = {
   },
 };
 
-readline.createInterface({ input: process.stdin }).on('line', (line) => {
-  if (line.trim() === '') return;
+readline.createInterface({ input: process.stdin }).on("line", (line) => {
+  if (line.trim() === "") return;
   let msg;
   try {
     msg = JSON.parse(line);
@@ -132,8 +149,8 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
     if (handler === undefined) throw new Error(`unknown command ${msg.cmd}`);
     handler(msg);
   } catch (err) {
-    emit('cmd-error', { line, message: err instanceof Error ? err.message : String(err) });
+    emit("cmd-error", { line, message: err instanceof Error ? err.message : String(err) });
   }
 });
-process.stdin.on('end', () => process.exit(0));
-emit('ready', { pid: process.pid });
+process.stdin.on("end", () => process.exit(0));
+emit("ready", { pid: process.pid });

@@ -1,15 +1,15 @@
 // Runs the built CLI (dist/cli.js) as a real process inside a namespace and
 // records its pino log lines as parsed JSON.
 
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { EventLog, tail } from './event-log.js';
-import type { Namespace, Teardown } from './netns.js';
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { EventLog, tail } from "./event-log.js";
+import type { Namespace, Teardown } from "./netns.js";
 
 /** The built CLI; tests run it as users do, so `npm run build` must have run. */
-export const CLI_PATH = process.env.KEEPALIVE_PROXY_CLI ?? fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+export const CLI_PATH = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
 
 /** One parsed log line; `level` is a string label. */
 export interface ProxyLogLine {
@@ -33,22 +33,23 @@ export interface SessionClosed extends ProxyLogLine {
 export class ProxyProcess {
   readonly logs: EventLog<ProxyLogLine>;
   /** Address and port from the `listening` line. */
-  address = '';
+  address = "";
   port = 0;
   readonly #child: ChildProcessWithoutNullStreams;
   readonly #exited: Promise<void>;
-  #stderr = '';
-  #raw = '';
+  #stderr = "";
+  #raw = "";
 
   private constructor(child: ChildProcessWithoutNullStreams) {
     this.#child = child;
     this.logs = new EventLog<ProxyLogLine>(
-      () => `proxy stderr: ${this.#stderr.slice(-2000)}\nnon-JSON stdout: ${this.#raw.slice(-1000)}\nlast log lines:\n${tail(this.logs.items)}`,
+      () =>
+        `proxy stderr: ${this.#stderr.slice(-2000)}\nnon-JSON stdout: ${this.#raw.slice(-1000)}\nlast log lines:\n${tail(this.logs.items)}`,
     );
-    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+    child.stderr.setEncoding("utf8").on("data", (s: string) => {
       this.#stderr += s;
     });
-    createInterface({ input: child.stdout }).on('line', (line) => {
+    createInterface({ input: child.stdout }).on("line", (line) => {
       try {
         this.logs.push(JSON.parse(line) as ProxyLogLine);
       } catch {
@@ -56,7 +57,7 @@ export class ProxyProcess {
       }
     });
     this.#exited = new Promise((resolve) => {
-      child.on('close', (code, signal) => {
+      child.on("close", (code, signal) => {
         this.logs.end(new Error(`proxy exited (${code ?? signal}); stderr: ${this.#stderr.slice(-2000)}`));
         resolve();
       });
@@ -68,11 +69,14 @@ export class ProxyProcess {
    * `teardown`, and resolves once it logged `listening`.
    */
   static async start(ns: Namespace, teardown: Teardown, args: readonly string[]): Promise<ProxyProcess> {
-    if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} does not exist: run \`npm run build\` before the netns tests`);
-    const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, CLI_PATH, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    if (!existsSync(CLI_PATH))
+      throw new Error(`${CLI_PATH} does not exist: run \`npm run build\` before the netns tests`);
+    const child = spawn("ip", ["netns", "exec", ns.name, process.execPath, CLI_PATH, ...args], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     const proxy = new ProxyProcess(child);
     teardown.defer(() => proxy.stop());
-    const line = await proxy.waitForLog((l) => l.msg === 'listening', 10_000, 'the listening log line');
+    const line = await proxy.waitForLog((l) => l.msg === "listening", 10_000, "the listening log line");
     proxy.address = String(line.address);
     proxy.port = Number(line.port);
     return proxy;
@@ -85,14 +89,19 @@ export class ProxyProcess {
 
   /** Waits for the next `session closed` line (from log index `from` on). */
   async waitForSessionClosed(timeoutMs: number, from = 0): Promise<SessionClosed> {
-    return (await this.waitForLog((l) => l.msg === 'session closed', timeoutMs, 'a session closed line', from)) as SessionClosed;
+    return (await this.waitForLog(
+      (l) => l.msg === "session closed",
+      timeoutMs,
+      "a session closed line",
+      from,
+    )) as SessionClosed;
   }
 
   /** SIGTERM, then SIGKILL if it has not exited within 3 s. */
   async stop(): Promise<void> {
     if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    this.#child.kill('SIGTERM');
-    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 3_000);
+    this.#child.kill("SIGTERM");
+    const timer = setTimeout(() => this.#child.kill("SIGKILL"), 3_000);
     await this.#exited;
     clearTimeout(timer);
   }
