@@ -34,21 +34,21 @@ function version(): string {
 }
 
 /** Flags given on the command line or in the environment, each with its source for error messages. */
-function overridesFrom(args: Args, argv: readonly string[]): Override[] {
+function overridesFrom(args: Args, env: NodeJS.ProcessEnv): Override[] {
   const overrides: Override[] = [];
   for (const flag of [...Object.keys(proxyFlags()), ...SINGLE_FLAGS]) {
     if (flag === "config") continue;
     const value = args[flag];
-    if (value === undefined) continue;
-    const onCommandLine = argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`) || a === `--no-${flag}`);
-    overrides.push({ flag, value, source: onCommandLine ? `--${flag}` : envName(flag) });
+    if (value !== undefined) overrides.push({ flag, value, source: `--${flag}` });
+    else if (env[envName(flag)] !== undefined) overrides.push({ flag, value: env[envName(flag)], source: envName(flag) });
   }
   return overrides;
 }
 
 /** Which file to read: --config, else the default file unless flags describe the listener. */
-function configFile(args: Args, overrides: readonly Override[]): string | undefined {
+function configFile(args: Args, overrides: readonly Override[], env: NodeJS.ProcessEnv): string | undefined {
   if (args.config !== undefined) return args.config;
+  if (env[envName("config")]) return env[envName("config")];
   if (overrides.some((o) => o.flag === "listen" || o.flag === "upstream")) return undefined;
   if (existsSync(DEFAULT_CONFIG)) return DEFAULT_CONFIG;
   throw new ConfigError([
@@ -59,9 +59,15 @@ function configFile(args: Args, overrides: readonly Override[]): string | undefi
   ]);
 }
 
-function loadFromArgs(args: Args, argv: readonly string[]): Config {
-  const overrides = overridesFrom(args, argv);
-  return loadConfig({ file: configFile(args, overrides), overrides });
+/**
+ * The effective config from the file, the environment and the flags. The
+ * environment is read here rather than by yargs so that unrelated variables
+ * sharing the prefix (Kubernetes service links such as
+ * KEEPALIVE_PROXY_SERVICE_HOST) are ignored instead of rejected.
+ */
+function loadFromArgs(args: Args): Config {
+  const overrides = overridesFrom(args, process.env);
+  return loadConfig({ file: configFile(args, overrides, process.env), overrides });
 }
 
 function reportConfigError(error: ConfigError): void {
@@ -69,8 +75,8 @@ function reportConfigError(error: ConfigError): void {
   for (const problem of error.problems) process.stderr.write(`  ${formatProblem(problem)}\n`);
 }
 
-async function run(args: Args, argv: readonly string[]): Promise<void> {
-  const config = loadFromArgs(args, argv);
+async function run(args: Args): Promise<void> {
+  const config = loadFromArgs(args);
   const logger = createLogger({ level: config.log.level, format: config.log.format });
   let proxy: Proxy;
   try {
@@ -83,7 +89,7 @@ async function run(args: Args, argv: readonly string[]): Promise<void> {
     }
     throw error;
   }
-  installSignalHandlers(proxy, logger, () => loadFromArgs(args, argv));
+  installSignalHandlers(proxy, logger, () => loadFromArgs(args));
 }
 
 function installSignalHandlers(proxy: Proxy, logger: Logger, reloadConfig: () => Config): void {
@@ -128,8 +134,8 @@ function installSignalHandlers(proxy: Proxy, logger: Logger, reloadConfig: () =>
   });
 }
 
-async function check(args: Args, argv: readonly string[]): Promise<ExitCode> {
-  const config = loadFromArgs(args, argv);
+async function check(args: Args): Promise<ExitCode> {
+  const config = loadFromArgs(args);
   return checkConfig(config, { connect: args.connect === true, libc: loadLibc(), print: (line) => process.stdout.write(`${line}\n`) });
 }
 
@@ -150,7 +156,6 @@ function buildParser(argv: string[]): Argv {
       y.option("connect", { type: "boolean", desc: "Also open one connection to each upstream and read the options back from the kernel" }),
     )
     .options(proxyFlags())
-    .env(ENV_PREFIX)
     // A flag given twice takes the last value, as in most Unix tools.
     .parserConfiguration({ "duplicate-arguments-array": false })
     .epilogue(
@@ -190,8 +195,8 @@ async function main(): Promise<void> {
   const args = (await buildParser(argv).parseAsync()) as unknown as Args & { _: (string | number)[] };
   const command = args._[0];
   try {
-    if (command === "check") process.exit(await check(args, argv));
-    else if (command === undefined) await run(args, argv);
+    if (command === "check") process.exit(await check(args));
+    else if (command === undefined) await run(args);
     else {
       process.stderr.write(`keepalive-proxy: unknown command "${command}"; run keepalive-proxy --help\n`);
       process.exit(ExitCode.InvalidConfig);

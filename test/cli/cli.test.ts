@@ -32,6 +32,12 @@ listeners:
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it("names the variable when an environment value is nonsense", async () => {
+    const result = await runCli(["check", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1"], { env: { KEEPALIVE_PROXY_KEEPALIVE_INTERVAL: "soon" } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('KEEPALIVE_PROXY_KEEPALIVE_INTERVAL: "soon" is not a duration');
+  });
+
   it("names the flag when a flag is nonsense", async () => {
     const result = await runCli(["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--keepalive-count", "0"]);
     expect(result.code).toBe(2);
@@ -40,7 +46,15 @@ listeners:
 
   it("takes settings from KEEPALIVE_PROXY_* variables, flags winning", async () => {
     const result = await runCli(["check", "--keepalive-idle", "20s"], {
-      env: { KEEPALIVE_PROXY_LISTEN: "127.0.0.1:7000", KEEPALIVE_PROXY_UPSTREAM: "127.0.0.1:7001", KEEPALIVE_PROXY_KEEPALIVE_IDLE: "5s", KEEPALIVE_PROXY_KEEPALIVE_COUNT: "4" },
+      env: {
+        KEEPALIVE_PROXY_LISTEN: "127.0.0.1:7000",
+        KEEPALIVE_PROXY_UPSTREAM: "127.0.0.1:7001",
+        KEEPALIVE_PROXY_KEEPALIVE_IDLE: "5s",
+        KEEPALIVE_PROXY_KEEPALIVE_COUNT: "4",
+        // Kubernetes service links for a Service named keepalive-proxy: not settings, must be ignored.
+        KEEPALIVE_PROXY_SERVICE_HOST: "10.96.0.10",
+        KEEPALIVE_PROXY_PORT: "tcp://10.96.0.10:7000",
+      },
     });
     expect(result.code).toBe(0);
     expect(result.stdout).toContain("default upstream: SO_KEEPALIVE=1 TCP_KEEPIDLE=20s TCP_KEEPINTVL=10s TCP_KEEPCNT=4 TCP_USER_TIMEOUT=60000ms");

@@ -68,12 +68,12 @@ export class ProxyProcess {
    * Starts `node dist/cli.js ...args` in `ns`, registers its stop with
    * `teardown`, and resolves once it logged `listening`.
    */
-  static async start(ns: Namespace, teardown: Teardown, args: readonly string[]): Promise<ProxyProcess> {
+  static async start(ns: Namespace | undefined, teardown: Teardown, args: readonly string[]): Promise<ProxyProcess> {
     if (!existsSync(CLI_PATH))
       throw new Error(`${CLI_PATH} does not exist: run \`npm run build\` before the netns tests`);
-    const child = spawn("ip", ["netns", "exec", ns.name, process.execPath, CLI_PATH, ...args], {
-      stdio: ["pipe", "pipe", "pipe"],
-    });
+    // Without a namespace the proxy runs in the test's own network namespace (loopback tests).
+    const argv = ns ? ["ip", "netns", "exec", ns.name, process.execPath, CLI_PATH, ...args] : [process.execPath, CLI_PATH, ...args];
+    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
     const proxy = new ProxyProcess(child);
     teardown.defer(() => proxy.stop());
     const line = await proxy.waitForLog((l) => l.msg === "listening", 10_000, "the listening log line");
@@ -95,6 +95,22 @@ export class ProxyProcess {
       "a session closed line",
       from,
     )) as SessionClosed;
+  }
+
+  /** The process id (of `ip netns exec`'s successor: exec replaces it, so this is the proxy). */
+  get pid(): number {
+    return this.#child.pid ?? 0;
+  }
+
+  /** Sends a signal to the proxy. */
+  signal(signal: NodeJS.Signals): void {
+    this.#child.kill(signal);
+  }
+
+  /** Resolves with the exit code once the proxy has exited. */
+  async exitCode(): Promise<number | null> {
+    await this.#exited;
+    return this.#child.exitCode;
   }
 
   /** SIGTERM, then SIGKILL if it has not exited within 3 s. */
