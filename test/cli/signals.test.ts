@@ -90,6 +90,7 @@ describe("signals", () => {
     const up = await sendRandom(client, 4 * MB);
     const down = await sendRandom(server, 4 * MB);
     client.end();
+    await waitUntil(() => transfer.ended || undefined, 5000, "the client's FIN at the upstream");
     server.end();
     await waitUntil(() => atClient.closed && atServer.closed, 10_000, "the transfer to finish");
     expect(transfer.hash.digest("hex")).toBe(up);
@@ -119,5 +120,32 @@ describe("signals", () => {
     expect(await proxy.exitCode()).toBe(0);
     const closed = proxy.logs.items.find((l) => l.msg === "session closed") as SessionClosed | undefined;
     expect(closed).toMatchObject({ reason: "proxy_shutdown", side: "proxy", bytesFromClient: 15 });
+  });
+});
+
+describe("reload under load", () => {
+  it("reloads with 1,000 live sessions without cutting any, and reports how long it took", async () => {
+    const upstream = await startServer();
+    const file = writeTempConfig(`admin: { listen: null }\nlisteners:\n${listenerYaml("a", upstream.port)}`);
+    const proxy = await startLocalProxy(["--config", file]);
+    const clients = [];
+    const servers = [];
+    for (let i = 0; i < 1000; i++) {
+      clients.push(await connectClient(proxy.port));
+      servers.push(await upstream.accepted());
+    }
+    writeFileSync(file, `admin: { listen: null }\nlisteners:\n${listenerYaml("a", upstream.port)}${listenerYaml("b", upstream.port)}`);
+    const mark = proxy.logs.items.length;
+    proxy.signal("SIGHUP");
+    const reloaded = await proxy.waitForLog((l) => l.msg === "config reloaded", 10_000, "the reload", mark);
+    console.log(`reload with ${reloaded.liveSessions} live sessions took ${reloaded.durationMs} ms`);
+    expect(reloaded.liveSessions).toBe(1000);
+    const received = servers.map((s) => observe(s));
+    const started = Date.now();
+    for (const c of clients) c.write("y");
+    await waitUntil(() => received.every((r) => r.bytes === 1) || undefined, 10_000, "a byte on each of the 1,000 sessions");
+    console.log(`1,000 sessions each carried a byte ${Date.now() - started} ms after SIGHUP`);
+    expect(received.filter((r) => r.errorCode !== undefined)).toHaveLength(0);
+    expect(proxy.logs.items.filter((l) => l.msg === "session closed")).toHaveLength(0);
   });
 });
