@@ -41,6 +41,7 @@ proxy.on("exit", (code) => {
 });
 
 function stop() {
+  if (proxy.exitCode !== null) process.exit(0);
   proxy.kill("SIGTERM");
   proxy.once("exit", () => process.exit(0));
 }

@@ -6,10 +6,10 @@ import type { AccessList } from "./access-list.js";
 import { CloseReason } from "./close-reason.js";
 import type { ConnectionBudget } from "./connection-budget.js";
 import { ListenError } from "./errors.js";
-import type { ProxyHooks } from "./hooks.js";
+import type { ProxyHooks, SessionSummary } from "./hooks.js";
 import { readProxyHeader } from "./proxy-header-reader.js";
 import { encodeProxyHeader, type Endpoint, type ProxyProtocolVersion } from "./proxy-protocol.js";
-import { formatAddress, Session } from "./session.js";
+import { formatAddress, Session, type SessionOwner } from "./session.js";
 import { UpstreamPool, type UpstreamPolicy } from "./upstream-pool.js";
 
 /** Everything one listener needs; a reload swaps it for new sessions only. */
@@ -44,6 +44,10 @@ export interface ListenerDeps {
   readonly makeBudget: (max: number) => ConnectionBudget;
 }
 
+// The connection-limit slots a session holds (Session.slots bits).
+const LISTENER_SLOT = 1;
+const PROCESS_SLOT = 2;
+
 // A denied address is logged at most once a minute; the map is cleared when it grows past this.
 const DENIED_LOG_INTERVAL_MS = 60_000;
 const DENIED_LOG_MAX_ENTRIES = 10_000;
@@ -53,7 +57,7 @@ const DENIED_LOG_MAX_ENTRIES = 10_000;
  * paused until their upstream is connected, so nothing is read that could not
  * be forwarded.
  */
-export class ProxyListener {
+export class ProxyListener implements SessionOwner {
   readonly sessions = new Set<Session>();
   private readonly server: Server;
   private accepting = false;
@@ -130,6 +134,14 @@ export class ProxyListener {
     if (this.server.listening) this.server.close();
   }
 
+  /** Called by a session when both of its sockets have closed. */
+  sessionClosed(session: Session, summary: SessionSummary): void {
+    this.sessions.delete(session);
+    if (session.slots & PROCESS_SLOT) this.deps.processBudget.release();
+    if (session.slots & LISTENER_SLOT) this.budget.release();
+    this.deps.hooks.sessionClosed?.(summary);
+  }
+
   /** Resets every live session with the given reason. */
   abortAll(reason: CloseReason): void {
     for (const session of this.sessions) session.abort(reason);
@@ -137,23 +149,17 @@ export class ProxyListener {
 
   private accept(client: Socket): void {
     const settings = this.settings;
-    const withinListener = this.budget.tryAcquire();
-    const withinProcess = withinListener && this.deps.processBudget.tryAcquire();
     const session = new Session(
       this.deps.nextSessionId(),
       client,
       { listener: settings.name, client: settings.client, upstream: settings.upstreamLeg, idleTimeoutMs: settings.idleTimeoutMs },
       this.deps.socketOptions,
-      {
-        sessionClosed: (summary) => {
-          this.sessions.delete(session);
-          if (withinProcess) this.deps.processBudget.release();
-          if (withinListener) this.budget.release();
-          this.deps.hooks.sessionClosed?.(summary);
-        },
-      },
+      this,
       this.deps.logger,
     );
+    const withinListener = this.budget.tryAcquire();
+    const withinProcess = withinListener && this.deps.processBudget.tryAcquire();
+    session.slots = (withinListener ? LISTENER_SLOT : 0) | (withinProcess ? PROCESS_SLOT : 0);
     this.sessions.add(session);
     this.deps.hooks.clientAccepted?.(settings.name);
 

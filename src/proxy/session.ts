@@ -2,7 +2,7 @@ import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import type { SocketOptions, LegOptions } from "../net/socket-options.js";
 import { CloseReason, type Leg, isCleanClose, reasonForSocketError, sideOf } from "./close-reason.js";
-import type { ProxyHooks, SessionSummary } from "./hooks.js";
+import type { SessionSummary } from "./hooks.js";
 
 /** The settings a session needs from its listener, fixed when it is accepted. */
 export interface SessionSettings {
@@ -13,17 +13,61 @@ export interface SessionSettings {
   readonly idleTimeoutMs: number;
 }
 
+/** Who owns a session and hears when it has finished (the listener). */
+export interface SessionOwner {
+  sessionClosed(session: Session, summary: SessionSummary): void;
+}
+
+// Each socket of a session carries its session and its peer under these
+// symbols, so the per-chunk handlers below are shared module functions:
+// no closures per session, and nothing but a property load per chunk.
+const kSession = Symbol("keepalive-proxy.session");
+const kPeer = Symbol("keepalive-proxy.peer");
+
+interface SessionSocket extends Socket {
+  [kSession]: Session;
+  [kPeer]: Socket | undefined;
+}
+
+/** Forwards a chunk to the peer; pauses this side while the peer's buffer is full. */
+function forwardChunk(this: SessionSocket, chunk: Buffer): void {
+  const peer = this[kPeer];
+  if (peer !== undefined && !peer.write(chunk)) this.pause();
+}
+
+/** The peer's buffer drained: read from this side's peer again. */
+function resumePeer(this: SessionSocket): void {
+  this[kPeer]?.resume();
+}
+
+/** A FIN arrived: pass it on as a FIN once everything before it is written. */
+function forwardEnd(this: SessionSocket): void {
+  this[kSession].legEnded(this);
+  const peer = this[kPeer];
+  if (peer !== undefined && !peer.destroyed) peer.end();
+}
+
+function legError(this: SessionSocket, error: NodeJS.ErrnoException): void {
+  this[kSession].legFailed(this, error);
+}
+
+function legClosed(this: SessionSocket): void {
+  this[kSession].socketClosed();
+}
+
 /**
  * One client socket paired with one upstream socket. Bytes are copied both
- * ways with backpressure (stream.pipe pauses the reader while the writer's
- * buffer is full). A FIN is passed on as a FIN; an abortive end of either leg
- * resets the other at once. The first cause is kept and reported once, when
- * both sockets have closed.
+ * ways with backpressure: a side is paused while its peer's write buffer is
+ * full and resumed on 'drain', so no queue grows without bound. A FIN is
+ * passed on as a FIN; an abortive end of either leg resets the other at once.
+ * The first cause is kept and reported once, when both sockets have closed.
  */
 export class Session {
   readonly startedAt = Date.now();
   /** `ip:port` of the client (as a PROXY header gave it, if one did), kept because a reset socket forgets its peer. */
   clientAddress: string;
+  /** Connection-limit slots this session holds, released by its owner at close. */
+  slots = 0;
   private maxDurationTimer: NodeJS.Timeout | undefined;
   private upstream: Socket | undefined;
   private upstreamAddress: string | undefined;
@@ -38,13 +82,16 @@ export class Session {
     readonly client: Socket,
     private readonly settings: SessionSettings,
     private readonly options: SocketOptions,
-    private readonly hooks: ProxyHooks,
+    private readonly owner: SessionOwner,
     private readonly logger: Logger,
   ) {
     this.clientAddress = formatAddress(client.remoteAddress, client.remotePort);
-    client.on("error", (error: NodeJS.ErrnoException) => this.onLegError("client", error));
-    client.on("end", () => this.onLegEnd("client"));
-    client.once("close", () => this.onSocketClose());
+    const leg = client as SessionSocket;
+    leg[kSession] = this;
+    leg[kPeer] = undefined;
+    client.on("error", legError);
+    client.on("end", forwardEnd);
+    client.once("close", legClosed);
   }
 
   /** Gives the client leg its socket options and starts the session's own timers. */
@@ -91,9 +138,14 @@ export class Session {
     this.upstream = upstream;
     this.upstreamAddress = address;
     this.openSockets += 1;
-    upstream.on("error", (error: NodeJS.ErrnoException) => this.onLegError("upstream", error));
-    upstream.on("end", () => this.onLegEnd("upstream"));
-    upstream.once("close", () => this.onSocketClose());
+    const up = upstream as SessionSocket;
+    const client = this.client as SessionSocket;
+    up[kSession] = this;
+    up[kPeer] = client;
+    client[kPeer] = upstream;
+    upstream.on("error", legError);
+    upstream.on("end", forwardEnd);
+    upstream.once("close", legClosed);
     const failures = this.options.apply(upstream, this.settings.upstream);
     if (failures.length > 0) this.logger.debug({ sessionId: this.id, failures }, "upstream socket options refused");
     if (this.settings.idleTimeoutMs > 0) {
@@ -102,9 +154,12 @@ export class Session {
       this.client.setTimeout(this.settings.idleTimeoutMs, () => this.abort(CloseReason.ProxyIdleTimeout));
     }
     if (preamble) upstream.write(preamble);
-    this.client.pipe(upstream);
-    upstream.pipe(this.client);
-    this.client.resume();
+    upstream.on("drain", resumePeer);
+    client.on("drain", resumePeer);
+    upstream.on("data", forwardChunk);
+    client.on("data", forwardChunk);
+    // The client was paused since accept (pauseOnConnect), so a 'data' listener alone does not start it.
+    client.resume();
     this.logger.debug({ sessionId: this.id, client: this.clientAddress, upstream: address }, "session established");
   }
 
@@ -121,16 +176,17 @@ export class Session {
     if (this.upstream) resetSocket(this.upstream);
   }
 
-  private onLegError(leg: Leg, error: NodeJS.ErrnoException): void {
-    const reason = reasonForSocketError(leg, error.code);
-    this.recordAbort(reason, error.code);
+  /** A leg failed: its errno becomes the reason (first cause wins) and the other leg is reset. */
+  legFailed(socket: Socket, error: NodeJS.ErrnoException): void {
+    const leg: Leg = socket === this.client ? "client" : "upstream";
+    this.recordAbort(reasonForSocketError(leg, error.code), error.code);
     const other = leg === "client" ? this.upstream : this.client;
     if (other) resetSocket(other);
   }
 
-  private onLegEnd(leg: Leg): void {
-    // pipe() passes the FIN on; which side finished first is the clean reason.
-    this.eofReason ??= leg === "client" ? CloseReason.ClientEof : CloseReason.UpstreamEof;
+  /** A leg sent FIN; the side that finished first names the clean reason. */
+  legEnded(socket: Socket): void {
+    this.eofReason ??= socket === this.client ? CloseReason.ClientEof : CloseReason.UpstreamEof;
   }
 
   private recordAbort(reason: CloseReason, errno: string | undefined): void {
@@ -139,7 +195,8 @@ export class Session {
     this.errno = errno;
   }
 
-  private onSocketClose(): void {
+  /** One of the session's sockets closed; the session finishes with the last. */
+  socketClosed(): void {
     this.openSockets -= 1;
     if (this.openSockets > 0) return;
     if (this.upstream === undefined && this.abortReason === undefined) {
@@ -153,10 +210,10 @@ export class Session {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
-    this.client.setTimeout(0);
+    if (this.settings.idleTimeoutMs > 0) this.client.setTimeout(0);
     if (this.maxDurationTimer) clearTimeout(this.maxDurationTimer);
     const reason = this.abortReason ?? this.eofReason ?? CloseReason.ClientEof;
-    const summary: SessionSummary = {
+    this.owner.sessionClosed(this, {
       sessionId: this.id,
       listener: this.settings.listener,
       client: this.clientAddress,
@@ -168,8 +225,7 @@ export class Session {
       bytesFromClient: this.client.bytesRead,
       bytesFromUpstream: this.upstream?.bytesRead ?? 0,
       durationMs: Date.now() - this.startedAt,
-    };
-    this.hooks.sessionClosed?.(summary);
+    });
   }
 }
 
