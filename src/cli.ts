@@ -10,7 +10,7 @@ import { ConfigError, formatProblem } from "./config/errors.js";
 import { loadConfig, type Override } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { createLogger } from "./log/logger.js";
-import { startProxy, type Proxy } from "./main.js";
+import { startProxy, type KeepaliveProxy } from "./main.js";
 import { loadLibc } from "./net/libc.js";
 import { StartupError } from "./proxy/errors.js";
 
@@ -78,7 +78,7 @@ function reportConfigError(error: ConfigError): void {
 async function run(args: Args): Promise<void> {
   const config = loadFromArgs(args);
   const logger = createLogger({ level: config.log.level, format: config.log.format });
-  let proxy: Proxy;
+  let proxy: KeepaliveProxy;
   try {
     proxy = await startProxy(config, { logger });
   } catch (error) {
@@ -92,7 +92,7 @@ async function run(args: Args): Promise<void> {
   installSignalHandlers(proxy, logger, () => loadFromArgs(args));
 }
 
-function installSignalHandlers(proxy: Proxy, logger: Logger, reloadConfig: () => Config): void {
+function installSignalHandlers(proxy: KeepaliveProxy, logger: Logger, reloadConfig: () => Config): void {
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {

@@ -33,7 +33,7 @@ export interface ReloadOutcome {
  * A running proxy: its listeners, their sessions, and the ways to reload and
  * stop it. Built by startProxy; owns no global state.
  */
-export class Proxy {
+export class KeepaliveProxy {
   /** Listeners accepting now, by name. */
   readonly listeners = new Map<string, ProxyListener>();
   /** Listeners that stopped accepting (reload, shutdown) but still carry sessions. */
@@ -265,14 +265,14 @@ export function verifySocketOptions(socketOptions: SocketOptions, config: Config
 }
 
 /** Composition root: checks the kernel, builds the proxy and starts its listeners. */
-export async function startProxy(config: Config, deps: ProxyDeps): Promise<Proxy> {
+export async function startProxy(config: Config, deps: ProxyDeps): Promise<KeepaliveProxy> {
   if (process.platform !== "linux") {
     throw new StartupError(StartupErrorCode.Platform, `keepalive-proxy needs Linux (TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT); this is ${process.platform}`);
   }
   const socketOptions = new SocketOptions(deps.libc ?? loadLibc());
   verifySocketOptions(socketOptions, config);
   const metrics = new ProxyMetrics();
-  const proxy = new Proxy(config, socketOptions, deps.logger, deps.hooks ? combineHooks(metrics.hooks, deps.hooks) : metrics.hooks);
+  const proxy = new KeepaliveProxy(config, socketOptions, deps.logger, deps.hooks ? combineHooks(metrics.hooks, deps.hooks) : metrics.hooks);
   proxy.metrics = metrics;
   metrics.observe(proxy);
   try {

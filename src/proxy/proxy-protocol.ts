@@ -77,7 +77,9 @@ function writeAddress(buf: Buffer, offset: number, address: string, fam: 4 | 6):
     });
     return;
   }
-  expandIPv6(address).forEach((group, i) => buf.writeUInt16BE(group, offset + i * 2));
+  expandIPv6(address).forEach((group, i) => {
+    buf.writeUInt16BE(group, offset + i * 2);
+  });
 }
 
 /** Expands an IPv6 text address (with ::, and an embedded IPv4 tail) into 8 groups. */

@@ -2,7 +2,7 @@ import { Writable } from "node:stream";
 import pino from "pino";
 import { onTestFinished } from "vitest";
 import { loadConfig, type Override } from "../../src/config/load.js";
-import { type Proxy, startProxy } from "../../src/main.js";
+import { type KeepaliveProxy, startProxy } from "../../src/main.js";
 import type { ConnectResult, SessionSummary } from "../../src/proxy/hooks.js";
 
 /** A log line as parsed JSON. */
@@ -10,7 +10,7 @@ export type LogLine = Record<string, unknown> & { msg: string; level: string };
 
 /** A proxy running inside the test process, with its log lines and closed sessions captured. */
 export interface TestProxy {
-  readonly proxy: Proxy;
+  readonly proxy: KeepaliveProxy;
   readonly port: number;
   readonly logs: LogLine[];
   readonly closed: SessionSummary[];
