@@ -1,17 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { startTestProxy, waitUntil } from "../helpers/in-process-proxy.js";
+import { startProxiedSession } from "../helpers/proxied-session.js";
 import { connectClient, observe, sendRandom, startServer } from "../helpers/tcp.js";
 
 const MB = 1024 * 1024;
 
 describe("forwarding on loopback", () => {
   it("carries 10 MB each way intact and ends with both FINs passed on", async () => {
-    const upstream = await startServer();
-    const { port, nextClosed } = await startTestProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    const client = await connectClient(port);
-    const server = await upstream.accepted();
-    const atServer = observe(server);
-    const atClient = observe(client);
+    const { client, server, atClient, atServer, nextClosed } = await startProxiedSession();
 
     const [up, down] = await Promise.all([sendRandom(client, 10 * MB), sendRandom(server, 10 * MB)]);
     client.end();
@@ -30,12 +26,7 @@ describe("forwarding on loopback", () => {
   });
 
   it("passes a client FIN on as a half-close while the upstream keeps sending", async () => {
-    const upstream = await startServer();
-    const { port, nextClosed } = await startTestProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    const client = await connectClient(port);
-    const server = await upstream.accepted();
-    const atServer = observe(server);
-    const atClient = observe(client);
+    const { client, server, atClient, atServer, nextClosed } = await startProxiedSession();
 
     client.end("last words");
     await waitUntil(() => atServer.ended, 5000, "the FIN at the upstream");
@@ -52,12 +43,7 @@ describe("forwarding on loopback", () => {
   });
 
   it("passes an upstream FIN on as a half-close while the client keeps sending", async () => {
-    const upstream = await startServer();
-    const { port, nextClosed } = await startTestProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    const client = await connectClient(port);
-    const server = await upstream.accepted();
-    const atServer = observe(server);
-    const atClient = observe(client);
+    const { client, server, atClient, atServer, nextClosed } = await startProxiedSession();
 
     server.end("bye");
     await waitUntil(() => atClient.ended, 5000, "the FIN at the client");
@@ -71,14 +57,8 @@ describe("forwarding on loopback", () => {
   });
 
   it("resets the client leg when the upstream resets", async () => {
-    const upstream = await startServer();
-    const { port, nextClosed } = await startTestProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    const client = await connectClient(port);
-    const server = await upstream.accepted();
-    const atClient = observe(client);
-    const atServer = observe(server);
-    client.write("x"); // the session is established once a byte went through
-    await waitUntil(() => atServer.bytes === 1, 2000, "a byte through");
+    const { server, atClient, establish, nextClosed } = await startProxiedSession();
+    await establish(); // a reset before the upstream's 'connect' would be a connect failure
     server.resetAndDestroy();
     await waitUntil(() => atClient.closed, 2000, "the client to close");
     expect(atClient.errorCode).toBe("ECONNRESET");
@@ -88,11 +68,8 @@ describe("forwarding on loopback", () => {
   });
 
   it("resets the upstream leg when the client resets", async () => {
-    const upstream = await startServer();
-    const { port, nextClosed } = await startTestProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    const client = await connectClient(port);
-    const server = await upstream.accepted();
-    const atServer = observe(server);
+    const { client, atServer, establish, nextClosed } = await startProxiedSession();
+    await establish();
     client.resetAndDestroy();
     await waitUntil(() => atServer.closed, 2000, "the upstream to close");
     expect(atServer.errorCode).toBe("ECONNRESET");

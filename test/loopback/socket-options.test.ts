@@ -2,14 +2,11 @@ import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { loadLibc } from "../../src/net/libc.js";
 import { SocketOptions } from "../../src/net/socket-options.js";
-import { startTestProxy, waitUntil } from "../helpers/in-process-proxy.js";
-import { connectClient, observe, startServer } from "../helpers/tcp.js";
+import { startProxiedSession } from "../helpers/proxied-session.js";
 
 describe(`socket options on Node ${process.version}`, () => {
   it("gives each leg its own keepalive and user timeout, as read back from the kernel", async () => {
-    const upstream = await startServer();
-    const { proxy, port } = await startTestProxy({
-      upstream: `127.0.0.1:${upstream.port}`,
+    const { proxy, port, client, server, establish } = await startProxiedSession({
       "client-keepalive-idle": "7s",
       "client-keepalive-interval": "3s",
       "client-keepalive-count": "4",
@@ -18,11 +15,7 @@ describe(`socket options on Node ${process.version}`, () => {
       "upstream-keepalive-count": "5",
       "upstream-user-timeout": "2500ms",
     });
-    const client = await connectClient(port);
-    const server = await upstream.accepted();
-    const atServer = observe(server);
-    client.write("x");
-    await waitUntil(() => atServer.bytes === 1, 2000, "a byte through");
+    await establish();
 
     const [session] = [...proxy.sessions()];
     if (!session?.upstreamSocket) throw new Error("no established session");
@@ -52,17 +45,12 @@ describe(`socket options on Node ${process.version}`, () => {
         return localCol === local && peerCol === peer;
       });
     expect(line(`127.0.0.1:${port}`, `127.0.0.1:${client.localPort}`)).toMatch(/timer:\(keepalive,[\d.]+[a-z]+,0\)/);
-    expect(line(`127.0.0.1:${session.upstreamSocket.localPort}`, `127.0.0.1:${upstream.port}`)).toMatch(/timer:\(keepalive,[\d.]+[a-z]+,0\)/);
+    expect(line(`127.0.0.1:${session.upstreamSocket.localPort}`, `127.0.0.1:${server.localPort}`)).toMatch(/timer:\(keepalive,[\d.]+[a-z]+,0\)/);
   });
 
   it("turns keepalive off on one leg only", async () => {
-    const upstream = await startServer();
-    const { proxy, port } = await startTestProxy({ upstream: `127.0.0.1:${upstream.port}`, "client-keepalive": false, nodelay: false });
-    const client = await connectClient(port);
-    const server = await upstream.accepted();
-    const atServer = observe(server);
-    client.write("x");
-    await waitUntil(() => atServer.bytes === 1, 2000, "a byte through");
+    const { proxy, establish } = await startProxiedSession({ "client-keepalive": false, nodelay: false });
+    await establish();
     const [session] = [...proxy.sessions()];
     if (!session?.upstreamSocket) throw new Error("no established session");
     const options = new SocketOptions(loadLibc());
@@ -71,13 +59,8 @@ describe(`socket options on Node ${process.version}`, () => {
   });
 
   it("reports TCP_INFO for a live leg", async () => {
-    const upstream = await startServer();
-    const { proxy, port } = await startTestProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    const client = await connectClient(port);
-    const server = await upstream.accepted();
-    const atServer = observe(server);
-    client.write("hello");
-    await waitUntil(() => atServer.bytes === 5, 2000, "bytes through");
+    const { proxy, establish } = await startProxiedSession();
+    await establish();
     const [session] = [...proxy.sessions()];
     if (!session) throw new Error("no session");
     const info = new SocketOptions(loadLibc()).tcpInfo(session.client);
