@@ -9,7 +9,7 @@ import { ExitCode } from "./commands/exit-codes.js";
 import { ConfigError, formatProblem } from "./config/errors.js";
 import { loadConfig, type Override } from "./config/load.js";
 import type { Config } from "./config/schema.js";
-import { createLogger } from "./log/logger.js";
+import { createLogger, flushLogger } from "./log/logger.js";
 import { startProxy, type KeepaliveProxy } from "./main.js";
 import { loadLibc } from "./net/libc.js";
 import { StartupError } from "./proxy/errors.js";
@@ -85,6 +85,7 @@ async function run(args: Args): Promise<void> {
     if (error instanceof StartupError) {
       logger.fatal({ code: error.code }, error.message);
       process.stderr.write(`keepalive-proxy: ${error.message}\n`);
+      await flushLogger(logger);
       process.exit(ExitCode.StartupFailed);
     }
     throw error;
@@ -97,15 +98,21 @@ function installSignalHandlers(proxy: KeepaliveProxy, logger: Logger, reloadConf
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
       logger.warn({ signal }, "second signal during drain; resetting all sessions now");
-      void proxy.shutdown(0).then(() => process.exit(ExitCode.Ok));
+      void proxy
+        .shutdown(0)
+        .then(() => flushLogger(logger))
+        .then(() => process.exit(ExitCode.Ok));
       return;
     }
     stopping = true;
     logger.info({ signal, liveSessions: proxy.sessionTotal, drainTimeoutMs: proxy.currentConfig.shutdown.drainTimeout }, "shutting down");
-    void proxy.shutdown().then(({ drained, reset }) => {
-      logger.info({ drained, reset }, "stopped");
-      process.exit(ExitCode.Ok);
-    });
+    void proxy
+      .shutdown()
+      .then(({ drained, reset }) => {
+        logger.info({ drained, reset }, "stopped");
+        return flushLogger(logger);
+      })
+      .then(() => process.exit(ExitCode.Ok));
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

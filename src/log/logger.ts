@@ -21,7 +21,10 @@ export function createLogger(options: LoggerOptions): Logger {
     options.destination ??
     (options.format === "pretty"
       ? (require("pino-pretty") as typeof pretty)({ colorize: process.stdout.isTTY === true, sync: true, singleLine: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" })
-      : pino.destination({ dest: 1, sync: true }));
+      : // Asynchronous: a burst of session-closed lines is coalesced into few
+        // write(2) calls instead of one blocking write each. The CLI flushes
+        // it (flushLogger) before the process exits, so no line is lost.
+        pino.destination({ dest: 1, sync: false }));
   return pino(
     {
       level: options.level,
@@ -31,4 +34,15 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     destination,
   );
+}
+
+/** Writes out whatever the logger still buffers; call before process.exit. */
+export function flushLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      logger.flush(() => resolve());
+    } catch {
+      resolve(); // a destination without flush (pretty, tests) has nothing buffered
+    }
+  });
 }
