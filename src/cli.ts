@@ -124,6 +124,7 @@ function installSignalHandlers(proxy: KeepaliveProxy, logger: Logger, reloadConf
       next = reloadConfig();
     } catch (error) {
       if (error instanceof ConfigError) {
+        proxy.reloadRefused();
         logger.error({ problems: error.problems.map(formatProblem) }, "reload refused: invalid config; the running config stays in force");
         return;
       }

@@ -6,7 +6,7 @@ import { formatHostPort, type HostPort } from "../util/host-port.js";
 import { type ConnectionsSource, listConnections, parseLimit } from "./connections.js";
 import { readiness, type ReadinessSource } from "./readiness.js";
 
-/** Everything the admin endpoints read; the Proxy fits it as it is. */
+/** Everything the admin endpoints read; KeepaliveProxy fits it as it is. */
 export interface AdminSource extends ReadinessSource, ConnectionsSource {}
 
 /** The metrics registry as the admin server uses it: prom-client's Registry fits it. */
@@ -43,6 +43,9 @@ function explain(error: NodeJS.ErrnoException): string {
 }
 
 type Handler = (url: URL, res: ServerResponse) => Promise<void> | void;
+
+/** How long a request in flight at close may take to finish: a scrape takes milliseconds. */
+const CLOSE_GRACE_MS = 1_000;
 
 /**
  * The admin HTTP server, on its own address (loopback by default: /connections
@@ -94,8 +97,9 @@ export class AdminServer {
   }
 
   /**
-   * Stops the server and drops its connections, keep-alive ones included
-   * (a scraper's idle connection must not hold the process). Idempotent.
+   * Stops accepting, lets requests in flight finish for up to CLOSE_GRACE_MS
+   * and drops idle keep-alive connections at once (a scraper's idle
+   * connection must not hold the process). Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= new Promise((resolve) => {
@@ -103,8 +107,12 @@ export class AdminServer {
         resolve();
         return;
       }
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
+      const force = setTimeout(() => this.server.closeAllConnections(), CLOSE_GRACE_MS);
+      this.server.close(() => {
+        clearTimeout(force);
+        resolve();
+      });
+      this.server.closeIdleConnections();
     });
     return this.closing;
   }

@@ -19,7 +19,7 @@ export interface KernelReader {
   tcpInfo(socket: Socket): TcpInfo | undefined;
 }
 
-/** Where the sessions come from; the Proxy fits it as it is. */
+/** Where the sessions come from; KeepaliveProxy fits it as it is. */
 export interface ConnectionsSource {
   sessions(): Iterable<SessionView>;
   readonly socketOptions: KernelReader;

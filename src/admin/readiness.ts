@@ -1,4 +1,4 @@
-/** What readiness is judged from; the Proxy fits it as it is. */
+/** What readiness is judged from; KeepaliveProxy fits it as it is. */
 export interface ReadinessSource {
   readonly isDraining: boolean;
   readonly currentConfig: { readonly listeners: readonly { readonly name: string }[] };

@@ -31,15 +31,15 @@ const reloadResultsComplete: MissingFrom<ReloadResult, (typeof ALL_RELOAD_RESULT
 void connectResultsComplete;
 void reloadResultsComplete;
 
-/** Every (side, reason) pair a session can close with: the side is the reason's prefix, so 14 pairs, not 3 × 14. */
+/** Every (side, reason) pair a session can close with: the side is the reason's prefix, so one pair per reason, not sides × reasons. */
 export const ALL_CLOSE_LABELS: readonly { readonly side: Side; readonly reason: CloseReason }[] = ALL_CLOSE_REASONS.map((reason) => ({
   side: sideOf(reason),
   reason,
 }));
 
 /**
- * Upstream connect time, seconds: DNS resolution plus the TCP handshake. From
- * 1 ms (same host) to 30 s (beyond the 10 s default connect timeout).
+ * Upstream connect time, seconds: one TCP handshake. From 1 ms (same host) to
+ * 30 s (beyond the 10 s default connect timeout).
  */
 export const CONNECT_DURATION_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 

@@ -1,20 +1,12 @@
 import type { Socket } from "node:net";
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, type Gauge, Registry } from "prom-client";
 import type { CloseReason } from "../proxy/close-reason.js";
 import type { ConnectResult, ProxyHooks, SessionSummary } from "../proxy/hooks.js";
 import { type BuildInfo, readBuildInfo } from "./build-info.js";
-import {
-  ALL_CLOSE_LABELS,
-  ALL_CONNECT_RESULTS,
-  ALL_DIRECTIONS,
-  ALL_RELOAD_RESULTS,
-  CONNECT_DURATION_BUCKETS,
-  Direction,
-  SESSION_DURATION_BUCKETS,
-} from "./label-sets.js";
+import { type Families, registerFamilies } from "./families.js";
+import { ALL_CLOSE_LABELS, ALL_CONNECT_RESULTS, ALL_DIRECTIONS, ALL_RELOAD_RESULTS, Direction } from "./label-sets.js";
 
-/** Every metric of the project starts with this. */
-export const METRIC_PREFIX = "keepalive_proxy_";
+export { METRIC_PREFIX } from "./families.js";
 
 /** A live session as the metrics see it: its listener and its two sockets' byte counters. */
 export interface LiveSessionBytes {
@@ -24,7 +16,7 @@ export interface LiveSessionBytes {
   readonly upstreamSocket: Socket | undefined;
 }
 
-/** What the metrics read at scrape time; the Proxy fits it as it is. */
+/** What the metrics read at scrape time; KeepaliveProxy fits it as it is. */
 export interface MetricsSource {
   readonly isDraining: boolean;
   readonly currentConfig: { readonly listeners: readonly { readonly name: string }[] };
@@ -81,89 +73,15 @@ export class ProxyMetrics {
    */
   private readonly counted = new Map<string, Counted>();
 
-  private readonly accepted: Counter<"listener">;
-  private readonly active: Gauge<"listener">;
-  private readonly closed: Counter<"listener" | "side" | "reason">;
-  private readonly attempts: Counter<"listener" | "result">;
-  private readonly connectDuration: Histogram<"listener">;
-  private readonly sessionDuration: Histogram<"listener">;
-  private readonly bytes: Counter<"listener" | "direction">;
-  private readonly reloads: Counter<"result">;
+  private readonly families: Families;
 
   constructor(options: ProxyMetricsOptions = {}) {
-    const registers = [this.registry];
-    this.accepted = new Counter({
-      name: `${METRIC_PREFIX}connections_accepted_total`,
-      help: "Client connections accepted.",
-      labelNames: ["listener"] as const,
-      registers,
+    this.families = registerFamilies(this.registry, options.buildInfo ?? readBuildInfo(), {
+      countLiveBytes: () => this.countLiveBytes(),
+      listenerUp: (gauge) => this.collectListenerUp(gauge),
+      isDraining: () => this.source?.isDraining === true,
     });
-    this.active = new Gauge({
-      name: `${METRIC_PREFIX}connections_active`,
-      help: "Sessions open now: accepted and not yet closed on both legs.",
-      labelNames: ["listener"] as const,
-      registers,
-    });
-    this.closed = new Counter({
-      name: `${METRIC_PREFIX}sessions_closed_total`,
-      help: "Sessions closed, by the side blamed and the first cause recorded.",
-      labelNames: ["listener", "side", "reason"] as const,
-      registers,
-    });
-    this.attempts = new Counter({
-      name: `${METRIC_PREFIX}upstream_connect_attempts_total`,
-      help: "Upstream connect attempts by result; every result but ok is a failure.",
-      labelNames: ["listener", "result"] as const,
-      registers,
-    });
-    this.connectDuration = new Histogram({
-      name: `${METRIC_PREFIX}upstream_connect_duration_seconds`,
-      help: "Time to connect to the upstream (name resolution and TCP handshake), successful connects.",
-      labelNames: ["listener"] as const,
-      buckets: [...CONNECT_DURATION_BUCKETS],
-      registers,
-    });
-    this.sessionDuration = new Histogram({
-      name: `${METRIC_PREFIX}session_duration_seconds`,
-      help: "Lifetime of closed sessions, from accept to the close of both legs.",
-      labelNames: ["listener"] as const,
-      buckets: [...SESSION_DURATION_BUCKETS],
-      registers,
-    });
-    this.bytes = new Counter({
-      name: `${METRIC_PREFIX}forwarded_bytes_total`,
-      help: "Bytes read from one leg to be written to the other; open sessions are counted up to the scrape.",
-      labelNames: ["listener", "direction"] as const,
-      registers,
-      collect: () => this.countLiveBytes(),
-    });
-    this.reloads = new Counter({
-      name: `${METRIC_PREFIX}config_reloads_total`,
-      help: "Config reloads (SIGHUP) applied or refused.",
-      labelNames: ["result"] as const,
-      registers,
-    });
-    const listenerUp: Gauge<"listener"> = new Gauge({
-      name: `${METRIC_PREFIX}listener_up`,
-      help: "1 when the configured listener is bound and accepting, 0 when it is not (failed, or stopped by shutdown).",
-      labelNames: ["listener"] as const,
-      registers,
-      collect: () => this.collectListenerUp(listenerUp),
-    });
-    const draining: Gauge = new Gauge({
-      name: `${METRIC_PREFIX}draining`,
-      help: "1 from the start of shutdown: no new sessions, live ones finishing.",
-      registers,
-      collect: () => draining.set(this.source?.isDraining === true ? 1 : 0),
-    });
-    const build = options.buildInfo ?? readBuildInfo();
-    new Gauge({
-      name: `${METRIC_PREFIX}build_info`,
-      help: "Always 1; the labels say which keepalive-proxy and which Node run.",
-      labelNames: ["version", "node_version"] as const,
-      registers,
-    }).set({ version: build.version, node_version: build.nodeVersion }, 1);
-    for (const result of ALL_RELOAD_RESULTS) this.reloads.inc({ result }, 0);
+    for (const result of ALL_RELOAD_RESULTS) this.families.reloads.inc({ result }, 0);
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
 
     this.hooks = {
@@ -179,7 +97,7 @@ export class ProxyMetrics {
       },
       sessionClosed: (summary) => this.onSessionClosed(summary),
       configReloaded: (result) => {
-        this.reloads.inc({ result });
+        this.families.reloads.inc({ result });
         // New listeners of the new config show their zero series at once.
         this.createConfiguredListeners();
       },
@@ -254,30 +172,30 @@ export class ProxyMetrics {
     const closed = new Map<CloseReason, { inc(): void }>();
     for (const { side, reason } of ALL_CLOSE_LABELS) {
       const labels = { listener, side, reason };
-      this.closed.inc(labels, 0);
-      closed.set(reason, this.closed.labels(labels));
+      this.families.closed.inc(labels, 0);
+      closed.set(reason, this.families.closed.labels(labels));
     }
     const attempts = new Map<ConnectResult, { inc(): void }>();
     for (const result of ALL_CONNECT_RESULTS) {
-      this.attempts.inc({ listener, result }, 0);
-      attempts.set(result, this.attempts.labels({ listener, result }));
+      this.families.attempts.inc({ listener, result }, 0);
+      attempts.set(result, this.families.attempts.labels({ listener, result }));
     }
     const bytes = {} as Record<Direction, { inc(value: number): void }>;
     for (const direction of ALL_DIRECTIONS) {
-      this.bytes.inc({ listener, direction }, 0);
-      bytes[direction] = this.bytes.labels({ listener, direction });
+      this.families.bytes.inc({ listener, direction }, 0);
+      bytes[direction] = this.families.bytes.labels({ listener, direction });
     }
-    this.accepted.inc({ listener }, 0);
-    this.active.set({ listener }, 0);
-    this.connectDuration.zero({ listener });
-    this.sessionDuration.zero({ listener });
+    this.families.accepted.inc({ listener }, 0);
+    this.families.active.set({ listener }, 0);
+    this.families.connectDuration.zero({ listener });
+    this.families.sessionDuration.zero({ listener });
     const series: ListenerSeries = {
-      accepted: this.accepted.labels({ listener }),
-      active: this.active.labels({ listener }),
+      accepted: this.families.accepted.labels({ listener }),
+      active: this.families.active.labels({ listener }),
       closed,
       attempts,
-      connectDuration: this.connectDuration.labels({ listener }),
-      sessionDuration: this.sessionDuration.labels({ listener }),
+      connectDuration: this.families.connectDuration.labels({ listener }),
+      sessionDuration: this.families.sessionDuration.labels({ listener }),
       bytes,
     };
     this.series.set(listener, series);
