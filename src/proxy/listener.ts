@@ -104,6 +104,7 @@ export class ProxyListener implements SessionOwner {
       this.server.once("error", onError);
       this.server.listen({ host, port, backlog: 1024 }, () => {
         this.server.off("error", onError);
+        this.applyClientOptions(this.settings.client);
         this.accepting = true;
         resolve(this.server.address() as AddressInfo);
       });
@@ -119,6 +120,8 @@ export class ProxyListener implements SessionOwner {
   /** New sessions use these settings; live sessions keep theirs. Listen address changes need a new listener. */
   update(settings: ListenerSettings): void {
     if (!samePolicy(this.settings.upstream, settings.upstream)) this.pool = new UpstreamPool(settings.upstream);
+    // Sockets accepted from now on inherit the new client-leg options; live ones keep theirs.
+    this.applyClientOptions(settings.client);
     this.budget.max = settings.maxConnections;
     this.settings = settings;
   }
@@ -140,6 +143,16 @@ export class ProxyListener implements SessionOwner {
     if (session.slots & PROCESS_SLOT) this.deps.processBudget.release();
     if (session.slots & LISTENER_SLOT) this.budget.release();
     this.deps.hooks.sessionClosed?.(summary);
+  }
+
+  /**
+   * Gives the listening socket the client leg's options, which Linux copies
+   * to every accepted socket. The startup check has already proven the kernel
+   * takes them, so a refusal here is unexpected and logged as an error.
+   */
+  private applyClientOptions(options: LegOptions): void {
+    const failures = this.deps.socketOptions.applyToListener(this.server, options);
+    if (failures.length > 0) this.deps.logger.error({ listener: this.settings.name, failures }, "listening socket refused client-leg options");
   }
 
   /** Resets every live session with the given reason. */

@@ -94,10 +94,11 @@ export class Session {
     client.once("close", legClosed);
   }
 
-  /** Gives the client leg its socket options and starts the session's own timers. */
+  /**
+   * Starts the session's own timers. The client leg's socket options need no
+   * call here: the accepted socket inherited them from the listening socket.
+   */
   begin(maxDurationMs: number): void {
-    const failures = this.options.apply(this.client, this.settings.client);
-    if (failures.length > 0) this.logger.debug({ sessionId: this.id, failures }, "client socket options refused");
     if (maxDurationMs > 0) this.maxDurationTimer = setTimeout(() => this.abort(CloseReason.ProxyMaxDuration), maxDurationMs);
   }
 
