@@ -38,7 +38,9 @@ describe(`socket options on Node ${process.version}`, () => {
     });
 
     // ss shows the kernel's keepalive timer on both of the proxy's legs.
-    const ss = execFileSync("ss", ["-tnoH", "state", "established"], { encoding: "utf8" });
+    // Filtered to this session's ports: the machine may hold many other connections.
+    const filter = `( sport = :${port} or dport = :${server.localPort} )`;
+    const ss = execFileSync("ss", ["-tnoH", "state", "established", filter], { encoding: "utf8", maxBuffer: 16 * 1024 * 1024 });
     const line = (local: string, peer: string): string | undefined =>
       ss.split("\n").find((l) => {
         const [, , localCol, peerCol] = l.trim().split(/\s+/);
