@@ -7,6 +7,7 @@ import { loadConfig } from "../../src/config/load.js";
 import { startProxy } from "../../src/main.js";
 import { startAdminProxy } from "../helpers/admin-proxy.js";
 import { httpGet } from "../helpers/http.js";
+import { startAdminSession } from "../helpers/proxied-session.js";
 import { connectClient, startServer } from "../helpers/tcp.js";
 
 describe("admin server", () => {
@@ -46,10 +47,7 @@ describe("admin server", () => {
   });
 
   it("answers /readyz 503 from the start of shutdown while /healthz and /metrics answer until the drain ends", async () => {
-    const upstream = await startServer();
-    const p = await startAdminProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    const client = await connectClient(p.port);
-    await upstream.accepted();
+    const p = await startAdminSession();
 
     const stopping = p.proxy.shutdown(10_000);
     const ready = await p.get("/readyz");
@@ -59,7 +57,7 @@ describe("admin server", () => {
     expect((await p.get("/metrics")).status).toBe(200);
     expect(p.proxy.sessionTotal).toBe(1);
 
-    client.resetAndDestroy();
+    p.client.resetAndDestroy();
     await stopping;
     await expect(p.get("/healthz")).rejects.toThrow(/ECONNREFUSED/);
   });

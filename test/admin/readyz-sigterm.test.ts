@@ -3,8 +3,8 @@
 
 import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
-import { CliProcess } from "../helpers/cli-process.js";
 import { httpGet } from "../helpers/http.js";
+import { startLocalProxy } from "../helpers/local-proxy.js";
 import { poll } from "../helpers/poll.js";
 import { connectClient, observe, startServer } from "../helpers/tcp.js";
 
@@ -43,7 +43,7 @@ interface Probe {
 describe("readiness and liveness through SIGTERM (the CLI)", () => {
   it("answers /readyz 503 from SIGTERM on, before the listener refuses clients, and /healthz 200 until the process exits", { timeout: 30_000 }, async () => {
     const upstream = await startServer();
-    const cli = await CliProcess.start([
+    const cli = await startLocalProxy([
       "--listen",
       "127.0.0.1:0",
       "--upstream",
@@ -53,8 +53,8 @@ describe("readiness and liveness through SIGTERM (the CLI)", () => {
       "--drain-timeout",
       `${DRAIN_MS / 1000}s`,
     ]);
-    const port = await cli.portOf("listening");
-    const admin = await cli.portOf("admin listening");
+    const port = cli.port;
+    const admin = await cli.adminPort();
     expect(await statusOf(admin, "/readyz")).toBe(200);
     expect(await statusOf(admin, "/healthz")).toBe(200);
 
@@ -66,9 +66,9 @@ describe("readiness and liveness through SIGTERM (the CLI)", () => {
 
     const probes: Probe[] = [];
     let exited = false;
-    const exit = cli.exited.then((e) => {
+    const exit = cli.exitCode().then((code) => {
       exited = true;
-      return e;
+      return code;
     });
     // Each probe reads the listener first, then readiness, then liveness: a
     // listener seen refusing before a readiness seen 200 would prove the order wrong.
@@ -83,8 +83,8 @@ describe("readiness and liveness through SIGTERM (the CLI)", () => {
     })();
     await poll(async () => (probes.length >= 3 ? true : undefined), 5_000, "three probes before SIGTERM", 10);
     const termAt = Date.now();
-    cli.kill("SIGTERM");
-    const { code } = await exit;
+    cli.signal("SIGTERM");
+    const code = await exit;
     await probing;
 
     expect(code).toBe(0);

@@ -3,9 +3,9 @@
 // this module creates: no veth end, route, sysctl or nft rule ever touches the
 // root namespace, and every namespace is deleted in teardown, even on failure.
 
-import { spawn } from "node:child_process";
 import { randomInt } from "node:crypto";
 import { threadId } from "node:worker_threads";
+import { runTool } from "./tools.js";
 
 /** One network namespace created by a `Lab`. */
 export interface Namespace {
@@ -57,29 +57,10 @@ export interface CommandResult {
 }
 
 /** Runs argv (no shell), feeding `input` on stdin; rejects with stderr on a non-zero exit. */
-export function run(argv: readonly string[], input?: string): Promise<CommandResult> {
-  const [cmd, ...args] = argv;
-  if (cmd === undefined) return Promise.reject(new Error("run: empty argv"));
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (s: string) => {
-      stdout += s;
-    });
-    child.stderr.setEncoding("utf8").on("data", (s: string) => {
-      stderr += s;
-    });
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      if (code === 0) resolve({ stdout, stderr });
-      else reject(new Error(`${argv.join(" ")} exited with ${code ?? signal}: ${stderr.trim() || stdout.trim()}`));
-    });
-    // A command that exits without reading its stdin must not crash the test with EPIPE.
-    child.stdin.on("error", () => undefined);
-    if (input === undefined) child.stdin.end();
-    else child.stdin.end(input);
-  });
+export async function run(argv: readonly string[], input?: string): Promise<CommandResult> {
+  const { code, signal, stdout, stderr } = await runTool(argv, { input });
+  if (code !== 0) throw new Error(`${argv.join(" ")} exited with ${code ?? signal}: ${stderr.trim() || stdout.trim()}`);
+  return { stdout, stderr };
 }
 
 /** Runs argv inside the namespace (`ip netns exec`). */

@@ -3,9 +3,9 @@
 // and observed through its timestamped events.
 
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { EventLog, tail } from "./event-log.js";
+import { ChildLog } from "./child-log.js";
+import type { EventLog } from "./event-log.js";
 import type { Namespace, Teardown } from "./netns.js";
 
 const PEER_SCRIPT = fileURLToPath(new URL("./peer.mjs", import.meta.url));
@@ -27,31 +27,13 @@ export interface PeerEvent {
 export class PeerProcess {
   readonly events: EventLog<PeerEvent>;
   readonly #child: ChildProcessWithoutNullStreams;
-  readonly #exited: Promise<void>;
-  #stderr = "";
+  readonly #output: ChildLog<PeerEvent>;
   #connects = 0;
 
   private constructor(child: ChildProcessWithoutNullStreams, label: string) {
     this.#child = child;
-    this.events = new EventLog<PeerEvent>(
-      () => `peer ${label} stderr: ${this.#stderr.slice(-2000)}\nlast events:\n${tail(this.events.items)}`,
-    );
-    child.stderr.setEncoding("utf8").on("data", (s: string) => {
-      this.#stderr += s;
-    });
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      try {
-        this.events.push(JSON.parse(line) as PeerEvent);
-      } catch {
-        this.#stderr += `unparsed stdout: ${line}\n`;
-      }
-    });
-    this.#exited = new Promise((resolve) => {
-      child.on("close", (code, signal) => {
-        this.events.end(new Error(`peer ${label} exited (${code ?? signal}); stderr: ${this.#stderr.slice(-2000)}`));
-        resolve();
-      });
-    });
+    this.#output = new ChildLog<PeerEvent>(child, `peer ${label}`);
+    this.events = this.#output.entries;
   }
 
   /** Starts a peer in `ns` and registers its stop with `teardown` before waiting for it. */
@@ -104,12 +86,8 @@ export class PeerProcess {
   }
 
   /** Closes stdin (the peer exits by itself), then SIGKILLs it if it lingers. */
-  async stop(): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    this.#child.stdin.end();
-    const timer = setTimeout(() => this.#child.kill("SIGKILL"), 2_000);
-    await this.#exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.#output.stop(() => this.#child.stdin.end(), 2_000);
   }
 }
 

@@ -1,21 +1,33 @@
 import type { Socket } from "node:net";
+import { type AdminTestProxy, startAdminProxy } from "./admin-proxy.js";
 import { startTestProxy, type TestProxy, waitUntil } from "./in-process-proxy.js";
 import { connectClient, type Observed, observe, startServer } from "./tcp.js";
 
-/** An in-process proxy with one session through it, both ends observed. */
-export interface ProxiedSession extends TestProxy {
+type Flags = Record<string, string | boolean>;
+
+/** An in-process proxy (`P`: with or without its admin server) with one session through it, both ends observed. */
+export type ProxiedSession<P extends TestProxy = TestProxy> = P & {
   readonly client: Socket;
   readonly server: Socket;
   readonly atClient: Observed;
   readonly atServer: Observed;
   /** Sends one byte client → upstream and waits for it: after this the session is established. */
   establish(): Promise<void>;
-}
+};
 
 /** Starts a loopback upstream and a proxy in front of it (extra CLI flags allowed), and opens one session. */
-export async function startProxiedSession(flags: Record<string, string | boolean> = {}): Promise<ProxiedSession> {
+export function startProxiedSession(flags: Flags = {}): Promise<ProxiedSession> {
+  return startSessionThrough(startTestProxy, flags);
+}
+
+/** The same with the proxy's admin server up (see startAdminProxy). */
+export function startAdminSession(flags: Flags = {}): Promise<ProxiedSession<AdminTestProxy>> {
+  return startSessionThrough(startAdminProxy, flags);
+}
+
+async function startSessionThrough<P extends TestProxy>(start: (flags: Flags) => Promise<P>, flags: Flags): Promise<ProxiedSession<P>> {
   const upstream = await startServer();
-  const proxy = await startTestProxy({ upstream: `127.0.0.1:${upstream.port}`, ...flags });
+  const proxy = await start({ upstream: `127.0.0.1:${upstream.port}`, ...flags });
   const client = await connectClient(proxy.port);
   const server = await upstream.accepted();
   const atClient = observe(client);

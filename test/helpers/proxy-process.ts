@@ -1,11 +1,12 @@
-// Runs the built CLI (dist/cli.js) as a real process inside a namespace and
-// records its pino log lines as parsed JSON.
+// Runs the built CLI (dist/cli.js) as a real process, inside a namespace or in
+// the test's own (test/helpers/local-proxy.ts), and records its pino log lines
+// as parsed JSON.
 
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { EventLog, tail } from "./event-log.js";
+import { ChildLog } from "./child-log.js";
+import type { EventLog } from "./event-log.js";
 import type { Namespace, Teardown } from "./netns.js";
 
 /** The built CLI; tests run it as users do, so `npm run build` must have run. */
@@ -36,32 +37,12 @@ export class ProxyProcess {
   address = "";
   port = 0;
   readonly #child: ChildProcessWithoutNullStreams;
-  readonly #exited: Promise<void>;
-  #stderr = "";
-  #raw = "";
+  readonly #output: ChildLog<ProxyLogLine>;
 
   private constructor(child: ChildProcessWithoutNullStreams) {
     this.#child = child;
-    this.logs = new EventLog<ProxyLogLine>(
-      () =>
-        `proxy stderr: ${this.#stderr.slice(-2000)}\nnon-JSON stdout: ${this.#raw.slice(-1000)}\nlast log lines:\n${tail(this.logs.items)}`,
-    );
-    child.stderr.setEncoding("utf8").on("data", (s: string) => {
-      this.#stderr += s;
-    });
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      try {
-        this.logs.push(JSON.parse(line) as ProxyLogLine);
-      } catch {
-        this.#raw += `${line}\n`;
-      }
-    });
-    this.#exited = new Promise((resolve) => {
-      child.on("close", (code, signal) => {
-        this.logs.end(new Error(`proxy exited (${code ?? signal}); stderr: ${this.#stderr.slice(-2000)}`));
-        resolve();
-      });
-    });
+    this.#output = new ChildLog<ProxyLogLine>(child, "proxy");
+    this.logs = this.#output.entries;
   }
 
   /**
@@ -76,7 +57,7 @@ export class ProxyProcess {
     const child = spawn(argv[0] as string, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
     const proxy = new ProxyProcess(child);
     teardown.defer(() => proxy.stop());
-    const line = await proxy.waitForLog((l) => l.msg === "listening", 10_000, "the listening log line");
+    const line = await proxy.waitForLog((l) => l.msg === "listening", 30_000, "the listening log line");
     proxy.address = String(line.address);
     proxy.port = Number(line.port);
     return proxy;
@@ -85,6 +66,11 @@ export class ProxyProcess {
   /** Waits for a log line matching `pred`; see EventLog.waitFor. */
   waitForLog(pred: (l: ProxyLogLine) => boolean, timeoutMs: number, what: string, from = 0): Promise<ProxyLogLine> {
     return this.logs.waitFor(pred, timeoutMs, what, from);
+  }
+
+  /** Waits for the `admin listening` line and returns the admin server's port. */
+  async adminPort(): Promise<number> {
+    return Number((await this.waitForLog((l) => l.msg === "admin listening", 10_000, "the admin listening line")).port);
   }
 
   /** Waits for the next `session closed` line (from log index `from` on). */
@@ -109,16 +95,12 @@ export class ProxyProcess {
 
   /** Resolves with the exit code once the proxy has exited. */
   async exitCode(): Promise<number | null> {
-    await this.#exited;
+    await this.#output.exited;
     return this.#child.exitCode;
   }
 
   /** SIGTERM, then SIGKILL if it has not exited within 3 s. */
-  async stop(): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    this.#child.kill("SIGTERM");
-    const timer = setTimeout(() => this.#child.kill("SIGKILL"), 3_000);
-    await this.#exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.#output.stop(() => this.#child.kill("SIGTERM"), 3_000);
   }
 }

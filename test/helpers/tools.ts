@@ -1,4 +1,6 @@
-// External programs some tests need (promtool, prometheus), found on PATH.
+// External programs some tests need (promtool, prometheus), found on PATH, and
+// the one runner for a command whose output a test reads (netns.ts runs ip and
+// nft through it too).
 // In CI a missing one is a failure, never a skip: scripts/install-system-deps.sh
 // installs them, so their absence there means the machine is broken.
 
@@ -27,12 +29,14 @@ export function toolSupport(command: string): ToolSupport {
 /** What a finished command printed and its exit status. */
 export interface ToolResult {
   readonly code: number | null;
+  /** The signal that ended it, when no exit code. */
+  readonly signal: NodeJS.Signals | null;
   readonly stdout: string;
   readonly stderr: string;
 }
 
 /** Runs argv (no shell) with `input` on stdin; resolves whatever the exit status. */
-export function runTool(argv: readonly string[], { input, cwd }: { input?: string; cwd?: string } = {}): Promise<ToolResult> {
+export function runTool(argv: readonly string[], { input, cwd }: { input?: string | undefined; cwd?: string } = {}): Promise<ToolResult> {
   const [cmd, ...args] = argv;
   if (cmd === undefined) return Promise.reject(new Error("runTool: empty argv"));
   return new Promise((resolve, reject) => {
@@ -46,7 +50,8 @@ export function runTool(argv: readonly string[], { input, cwd }: { input?: strin
       stderr += s;
     });
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
+    // A command that exits without reading its stdin must not crash the test with EPIPE.
     child.stdin.on("error", () => undefined);
     child.stdin.end(input ?? "");
   });

@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { type AddressInfo, connect, createServer, type Socket } from "node:net";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { connectClient } from "../helpers/tcp.js";
 
 /**
  * The container image, built from the real Dockerfile and run with podman.
@@ -111,19 +112,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Connects to the proxy in the container; destroyed when the test finishes. */
-async function connectToProxy(port: number): Promise<Socket> {
-  const socket = connect({ host: "127.0.0.1", port, allowHalfOpen: true });
-  onTestFinished(() => {
-    socket.destroy();
-  });
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", resolve);
-    socket.once("error", reject);
-  });
-  return socket;
-}
-
 /** A proxy container on the host network forwarding to upstreamPort; resolves once it listens. */
 async function startForwardingProxy(upstreamPort: number): Promise<{ name: string; port: number; adminPort: number }> {
   const adminPort = await freePort();
@@ -211,7 +199,7 @@ describe("container image", () => {
   it("forwards 1 MB each way between a host client and a host upstream", async () => {
     const upstreamPort = await startEchoUpstream();
     const { name, port } = await startForwardingProxy(upstreamPort);
-    const client = await connectToProxy(port);
+    const client = await connectClient(port);
     const payload = randomBytes(1024 * 1024);
     const echoed = sha256Of(client, payload.length);
     client.end(payload);
@@ -252,7 +240,7 @@ describe("container image", () => {
   it("drains on `podman stop` (SIGTERM), resets what is left after the drain timeout and exits 0", async () => {
     const upstreamPort = await startEchoUpstream();
     const { name, port } = await startForwardingProxy(upstreamPort);
-    const client = await connectToProxy(port);
+    const client = await connectClient(port);
     client.write("still here");
     await new Promise<void>((resolve) => client.once("data", () => resolve()));
     const ended = new Promise<string>((resolve) => {

@@ -8,9 +8,8 @@ import { describe, test } from "vitest";
 import { httpGet } from "../helpers/http.js";
 import { Lab, netnsSupport, threeHop, vanish } from "../helpers/netns.js";
 import { bridgeInto } from "../helpers/ns-bridge.js";
-import { PeerProcess } from "../helpers/peer-process.js";
+import { pingPong, startPeers, startProxy } from "../helpers/ns-session.js";
 import { PrometheusProcess } from "../helpers/prometheus.js";
-import { ProxyProcess } from "../helpers/proxy-process.js";
 import { toolSupport } from "../helpers/tools.js";
 
 const ALERTS = fileURLToPath(new URL("../../deploy/prometheus/alerts.yaml", import.meta.url));
@@ -32,18 +31,9 @@ describe.skipIf(!support.ok)("metrics through a real Prometheus", () => {
     const lab = new Lab();
     onTestFinished(() => lab.destroy());
     const topo = await threeHop(lab);
-    const [clientPeer, upstreamPeer] = await Promise.all([PeerProcess.start(topo.client, lab), PeerProcess.start(topo.upstream, lab)]);
-    const upstreamPort = await upstreamPeer.listen(topo.upstreamIp);
-    const proxy = await ProxyProcess.start(topo.proxy, lab, [
-      "--listen",
-      `${topo.proxyClientIp}:0`,
-      "--upstream",
-      `${topo.upstreamIp}:${upstreamPort}`,
-      "--admin",
-      "127.0.0.1:0",
-      ...KEEPALIVE_ARGS,
-    ]);
-    const adminPort = Number((await proxy.waitForLog((l) => l.msg === "admin listening", 5_000, "the admin listening line")).port);
+    const peers = await startPeers(lab, topo);
+    const proxy = await startProxy(lab, topo, peers.upstreamPort, ["--admin", "127.0.0.1:0", ...KEEPALIVE_ARGS]);
+    const adminPort = await proxy.adminPort();
     const prom = await PrometheusProcess.start(lab, { ns: topo.proxy, targets: [`127.0.0.1:${adminPort}`], ruleFiles: [ALERTS] });
 
     // The counter is scraped at zero before anything happens (its series is
@@ -51,13 +41,7 @@ describe.skipIf(!support.ok)("metrics through a real Prometheus", () => {
     const zero = await prom.waitFor(DEAD_PEERS, (s) => s.value === 0, 20_000);
     expect(zero.metric).toMatchObject({ listener: "default", side: "upstream", instance: `127.0.0.1:${adminPort}` });
 
-    const client = clientPeer.connect(topo.proxyClientIp, proxy.port);
-    await client.waitFor("connected", 5_000);
-    const upstream = await upstreamPeer.accepted(1, 5_000);
-    client.send("ping");
-    await upstream.waitForBytes(4, 5_000);
-    upstream.send("pong");
-    await client.waitForBytes(4, 5_000);
+    await pingPong(topo, peers, proxy);
 
     await vanish(topo.upstream);
     const closed = await proxy.waitForSessionClosed(20_000);

@@ -7,6 +7,7 @@ import { ALL_CLOSE_REASONS, sideOf } from "../../src/proxy/close-reason.js";
 import { startAdminProxy } from "../helpers/admin-proxy.js";
 import { startTestProxy, waitUntil } from "../helpers/in-process-proxy.js";
 import { allSamples, sampleValue } from "../helpers/metrics-text.js";
+import { startAdminSession } from "../helpers/proxied-session.js";
 import { connectClient, observe, sendRandom, startServer } from "../helpers/tcp.js";
 
 const L = { listener: "default" };
@@ -42,12 +43,8 @@ describe("proxy metrics", () => {
   });
 
   it("counts an accepted session, its connect, its close reason, its lifetime and its bytes each way", async () => {
-    const upstream = await startServer();
-    const p = await startAdminProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    const client = await connectClient(p.port);
-    const server = await upstream.accepted();
-    const atServer = observe(server);
-    const atClient = observe(client);
+    const p = await startAdminSession();
+    const { client, server, atClient, atServer } = p;
 
     const during = await p.scrape();
     expect(sampleValue(during, "keepalive_proxy_connections_accepted_total", L)).toBe(1);
@@ -73,12 +70,8 @@ describe("proxy metrics", () => {
   });
 
   it("counts the bytes of a session still open at each scrape, and none twice when it closes", async () => {
-    const upstream = await startServer();
-    const p = await startAdminProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    const client = await connectClient(p.port);
-    const server = await upstream.accepted();
-    const atServer = observe(server);
-    const atClient = observe(client);
+    const p = await startAdminSession();
+    const { client, server, atClient, atServer } = p;
     const up = (m: Awaited<ReturnType<typeof p.scrape>>): number => sampleValue(m, "keepalive_proxy_forwarded_bytes_total", { ...L, direction: "client_to_upstream" });
     const down = (m: Awaited<ReturnType<typeof p.scrape>>): number => sampleValue(m, "keepalive_proxy_forwarded_bytes_total", { ...L, direction: "upstream_to_client" });
 
@@ -147,16 +140,13 @@ describe("proxy metrics", () => {
   });
 
   it("reports listeners down and draining from the start of shutdown", async () => {
-    const upstream = await startServer();
-    const p = await startAdminProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    const client = await connectClient(p.port);
-    await upstream.accepted();
+    const p = await startAdminSession();
     const stopping = p.proxy.shutdown(5000);
     const m = await p.scrape();
     expect(sampleValue(m, "keepalive_proxy_draining")).toBe(1);
     expect(sampleValue(m, "keepalive_proxy_listener_up", L)).toBe(0);
     expect(sampleValue(m, "keepalive_proxy_connections_active", L)).toBe(1);
-    client.resetAndDestroy();
+    p.client.resetAndDestroy();
     await stopping;
   });
 

@@ -19,8 +19,8 @@ import {
   threeHop,
   vanish,
 } from "../helpers/netns.js";
-import { type PeerConnection, PeerProcess } from "../helpers/peer-process.js";
-import { ProxyProcess, type ProxyLogLine } from "../helpers/proxy-process.js";
+import { type Ends, type Peers, pingPong, startPeers, startProxy } from "../helpers/ns-session.js";
+import type { ProxyLogLine, ProxyProcess } from "../helpers/proxy-process.js";
 
 const support = netnsSupport();
 if (!support.ok) console.warn(`skipping the netns tests: ${support.reason}`);
@@ -93,29 +93,13 @@ function openLab(onTestFinished: OnFinished): Lab {
 }
 
 /**
- * The proxy's command line: listen on the client link (port 0), forward to the
- * upstream. A drain timeout of 0 makes the SIGTERM in teardown reset sessions
- * left open by a vanished host at once instead of waiting 30 s for them.
+ * A drain timeout of 0 makes the SIGTERM in teardown reset sessions left open
+ * by a vanished host at once instead of waiting 30 s for them.
  */
-function cliArgs(topo: ThreeHop, upstreamPort: number, extra: readonly string[]): string[] {
-  return [
-    "--listen",
-    `${topo.proxyClientIp}:0`,
-    "--upstream",
-    `${topo.upstreamIp}:${upstreamPort}`,
-    "--drain-timeout",
-    "0",
-    ...extra,
-  ];
-}
+const NO_DRAIN_ARGS = ["--drain-timeout", "0"];
 
-interface Session {
+interface Session extends Peers, Ends {
   readonly proxy: ProxyProcess;
-  readonly clientPeer: PeerProcess;
-  readonly upstreamPeer: PeerProcess;
-  readonly client: PeerConnection;
-  readonly upstream: PeerConnection;
-  readonly upstreamPort: number;
 }
 
 /**
@@ -123,20 +107,9 @@ interface Session {
  * one session that has carried 4 bytes each way.
  */
 async function openSession(lab: Lab, topo: ThreeHop, proxyArgs: readonly string[]): Promise<Session> {
-  const [clientPeer, upstreamPeer] = await Promise.all([
-    PeerProcess.start(topo.client, lab),
-    PeerProcess.start(topo.upstream, lab),
-  ]);
-  const upstreamPort = await upstreamPeer.listen(topo.upstreamIp);
-  const proxy = await ProxyProcess.start(topo.proxy, lab, cliArgs(topo, upstreamPort, proxyArgs));
-  const client = clientPeer.connect(topo.proxyClientIp, proxy.port);
-  await client.waitFor("connected", 5_000);
-  const upstream = await upstreamPeer.accepted(1, 5_000);
-  client.send("ping");
-  await upstream.waitForBytes(4, 5_000);
-  upstream.send("pong");
-  await client.waitForBytes(4, 5_000);
-  return { proxy, clientPeer, upstreamPeer, client, upstream, upstreamPort };
+  const peers = await startPeers(lab, topo);
+  const proxy = await startProxy(lab, topo, peers.upstreamPort, [...NO_DRAIN_ARGS, ...proxyArgs]);
+  return { proxy, ...peers, ...(await pingPong(topo, peers, proxy)) };
 }
 
 const isSessionClosed = (l: ProxyLogLine): boolean => l.msg === "session closed";
@@ -322,17 +295,9 @@ describe.skipIf(!support.ok).concurrent("proxy between network namespaces", () =
   }) => {
     const lab = openLab(onTestFinished);
     const topo = await threeHop(lab);
-    const [clientPeer, upstreamPeer] = await Promise.all([
-      PeerProcess.start(topo.client, lab),
-      PeerProcess.start(topo.upstream, lab),
-    ]);
-    const upstreamPort = await upstreamPeer.listen(topo.upstreamIp);
+    const { clientPeer, upstreamPeer, upstreamPort } = await startPeers(lab, topo);
     await dropSyns(topo.upstream, upstreamPort);
-    const proxy = await ProxyProcess.start(
-      topo.proxy,
-      lab,
-      cliArgs(topo, upstreamPort, ["--connect-timeout", `${CONNECT_TIMEOUT_MS}ms`, ...KEEPALIVE_ARGS]),
-    );
+    const proxy = await startProxy(lab, topo, upstreamPort, [...NO_DRAIN_ARGS, "--connect-timeout", `${CONNECT_TIMEOUT_MS}ms`, ...KEEPALIVE_ARGS]);
 
     const client = clientPeer.connect(topo.proxyClientIp, proxy.port);
     const connected = await client.waitFor("connected", 5_000);
