@@ -327,7 +327,7 @@ describe.skipIf(!support.ok).concurrent("proxy between network namespaces", () =
     const namespaces: readonly Namespace[] = [topo.client, topo.proxy, topo.upstream];
     const rstsBefore = await Promise.all(namespaces.map((ns) => nstatCounter(ns, "TcpOutRsts")));
     const s = await openSession(lab, topo, KEEPALIVE_ARGS);
-    const size = 4 * 1024 * 1024;
+    const size = 10 * 1024 * 1024;
     const startedAt = Date.now();
 
     // The client finishes first; the upstream keeps sending on the half-closed session.
@@ -343,7 +343,7 @@ describe.skipIf(!support.ok).concurrent("proxy between network namespaces", () =
     ]);
     const closed = await s.proxy.waitForSessionClosed(5_000);
     record({
-      scenario: "clean close, 4 MiB each way",
+      scenario: "clean close, 10 MiB each way",
       measured: "both ends closed after",
       ms: Math.max(clientClose.t, upstreamClose.t) - startedAt,
     });
