@@ -12,6 +12,7 @@ import type { Config } from "./config/schema.js";
 import { createLogger, flushLogger } from "./log/logger.js";
 import { startProxy, type KeepaliveProxy } from "./main.js";
 import { loadLibc } from "./net/libc.js";
+import { tuneMallocForForwarding } from "./net/malloc-tuning.js";
 import { StartupError } from "./proxy/errors.js";
 
 /**
@@ -78,6 +79,9 @@ function reportConfigError(error: ConfigError): void {
 async function run(args: Args): Promise<void> {
   const config = loadFromArgs(args);
   const logger = createLogger({ level: config.log.level, format: config.log.format });
+  // A process-wide allocator setting, so it belongs to the program, not to startProxy.
+  const tuned = tuneMallocForForwarding(loadLibc());
+  logger.debug({ tuned }, "malloc tuned for forwarding");
   let proxy: KeepaliveProxy;
   try {
     proxy = await startProxy(config, { logger });

@@ -20,6 +20,8 @@ export interface Libc {
   /** Opens an unconnected TCP socket of the given family, or returns the errno as a negative number. */
   openTcpSocket(family: 4 | 6): number;
   closeFd(fd: number): void;
+  /** glibc's mallopt; false where it is missing (musl) or refuses the value. */
+  mallopt(param: number, value: number): boolean;
 }
 
 const AF_INET = 2;
@@ -37,6 +39,7 @@ export function loadLibc(): Libc {
   const getsockoptBuf = lib.func("int getsockopt(int, int, int, _Out_ uint8_t *, _Inout_ uint32_t *)");
   const socket = lib.func("int socket(int, int, int)");
   const close = lib.func("int close(int)");
+  const mallopt = optionalFunc(lib, "int mallopt(int, int)");
   // One reusable out-slot each: these calls are synchronous, so no two can interleave.
   const intOut = [0];
   const lenOut = [0];
@@ -63,7 +66,18 @@ export function loadLibc(): Libc {
     closeFd(fd) {
       close(fd);
     },
+    mallopt(param, value) {
+      return mallopt !== undefined && mallopt(param, value) === 1;
+    },
   };
+}
+
+function optionalFunc(lib: ReturnType<typeof koffi.load>, definition: string): ((...args: number[]) => number) | undefined {
+  try {
+    return lib.func(definition) as (...args: number[]) => number;
+  } catch {
+    return undefined;
+  }
 }
 
 function loadFirst(names: readonly string[]): ReturnType<typeof koffi.load> {

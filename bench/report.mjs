@@ -1,0 +1,380 @@
+// Turns the raw results of bench/run.mjs (results/latest.json) into
+// bench/RESULTS.md: per scenario × target the median over rounds, its
+// min–max, the median of the per-round ratios to the direct connection, and a
+// section that judges keepalive-proxy against HAProxy on the issue's targets.
+//
+//   node bench/run.mjs --report-only      re-renders RESULTS.md from latest.json
+
+import { judged } from "./targets.mjs";
+
+const SCENARIO_TITLES = {
+  rr1: "Request/response, 64 B, 1 connection",
+  rr50: "Request/response, 64 B, 50 connections",
+  cps: "A new connection per request, 32 in parallel",
+  "bulk-up": "Bulk transfer, client → upstream (one connection)",
+  "bulk-down": "Bulk transfer, upstream → client (one connection)",
+  idle: "Idle proxied connections held open",
+};
+
+/** Median of numbers (mean of the middle two for an even count). */
+function median(xs) {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function fmt(x, digits) {
+  if (x === undefined || x === null || Number.isNaN(x)) return "–";
+  const d = digits ?? (Math.abs(x) >= 1000 ? 0 : Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : 2);
+  return x.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+}
+
+/** "median [min–max]", or just the value for a single round. */
+function cell(xs, digits) {
+  if (xs.length === 0) return "–";
+  if (xs.length === 1) return fmt(xs[0], digits);
+  return `${fmt(median(xs), digits)} [${fmt(Math.min(...xs), digits)}–${fmt(Math.max(...xs), digits)}]`;
+}
+
+function ratioCell(xs) {
+  if (xs.length === 0) return "–";
+  if (xs.length === 1) return `${fmt(xs[0], 2)}×`;
+  return `${fmt(median(xs), 2)}× [${fmt(Math.min(...xs), 2)}–${fmt(Math.max(...xs), 2)}]`;
+}
+
+/** How each scenario's figures are read out of a run. */
+const metric = {
+  p50: (r) => r.load.p50Us,
+  p99: (r) => r.load.p99Us,
+  p999: (r) => r.load.p999Us,
+  tps: (r) => r.load.tps,
+  cps: (r) => r.load.cps,
+  mbps: (r) => r.load.mbps,
+  openMs: (r) => r.opened.openMs,
+  rssKiBPerConn: (r) => (r.memoryAfter ? (r.memoryAfter.rssKiB - r.memoryBefore.rssKiB) / r.load.conns : undefined),
+  pssKiBPerConn: (r) => (r.memoryAfter ? (r.memoryAfter.pssKiB - r.memoryBefore.pssKiB) / r.load.conns : undefined),
+  processes: (r) => r.memoryAfter?.processes,
+  working: (r) => r.load.working,
+  // Proxy CPU per unit of work; rr counts warm-up transactions too because its CPU window includes them.
+  cpuUsPerTx: (r) => (r.proxyCpuS == null ? undefined : (r.proxyCpuS * 1e6) / r.load.allTransactions),
+  userUsPerTx: (r) => (r.proxyUserS == null ? undefined : (r.proxyUserS * 1e6) / r.load.allTransactions),
+  sysUsPerTx: (r) => (r.proxySysS == null ? undefined : (r.proxySysS * 1e6) / r.load.allTransactions),
+  cpuUsPerConn: (r) => (r.proxyCpuS == null ? undefined : (r.proxyCpuS * 1e6) / Math.max(1, r.load.connections)),
+  cpuSPerGB: (r) => (r.proxyCpuS == null ? undefined : r.proxyCpuS / (r.load.bytes / 1e9)),
+  cpuUsPerOpen: (r) => (r.proxyCpuOpenS == null ? undefined : (r.proxyCpuOpenS * 1e6) / Math.max(1, r.opened.open)),
+  loadgenCpuShare: (r) => (r.load.cpuUserS + r.load.cpuSysS) / r.wallS,
+  serverCpuShare: (r) => (r.serverCpuS == null ? undefined : r.serverCpuS / r.wallS),
+};
+
+/** Failed operations in one run: connections, transactions, streams or idle connections not working at the end. */
+export function failuresOf(run) {
+  if (!run.ok) return 1;
+  if (run.scenario === "idle") return run.load.conns - run.load.working;
+  return run.load.failed ?? 0;
+}
+
+class Results {
+  constructor(data) {
+    this.data = data;
+    this.runs = data.runs;
+  }
+
+  okRuns(target, scenario) {
+    return this.runs.filter((r) => r.ok && r.target === target && r.scenario === scenario);
+  }
+
+  values(target, scenario, fn) {
+    return this.okRuns(target, scenario)
+      .map(fn)
+      .filter((x) => x !== undefined && x !== null && !Number.isNaN(x));
+  }
+
+  /** fn(run of target) ⊕ fn(run of other) for each round where both ran; ⊕ is a ratio unless `op` says otherwise. */
+  paired(target, other, scenario, fn, op = (a, b) => a / b) {
+    const out = [];
+    for (const r of this.okRuns(target, scenario)) {
+      const o = this.runs.find((x) => x.ok && x.target === other && x.scenario === scenario && x.round === r.round);
+      const a = r && fn(r);
+      const b = o && fn(o);
+      if (a != null && b != null && !Number.isNaN(a) && !Number.isNaN(b)) out.push(op(a, b));
+    }
+    return out;
+  }
+
+  failures(target, scenario) {
+    return this.runs.filter((r) => r.target === target && r.scenario === scenario).reduce((n, r) => n + failuresOf(r), 0);
+  }
+}
+
+const minus = (a, b) => a - b;
+
+/** A markdown table; the first column left-aligned, the others right-aligned unless `left`. */
+function table(header, rows, { left = false } = {}) {
+  const rule = header.map((_, i) => (i === 0 || left ? "---" : "---:")).join("|");
+  return [`| ${header.join(" | ")} |`, `|${rule}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
+}
+
+function scenarioTable(res, scenario, targets) {
+  const d = "direct";
+  const label = (t) => (t.group === "ours" ? `**${t.label}**` : t.label);
+  switch (scenario) {
+    case "rr1":
+      return table(
+        ["target", "p50 µs", "added p50 µs", "p50 × direct", "p99 µs", "added p99 µs", "tx/s", "proxy CPU µs/tx"],
+        targets.map((t) => [
+          label(t),
+          cell(res.values(t.name, scenario, metric.p50), 1),
+          t.name === d ? "–" : cell(res.paired(t.name, d, scenario, metric.p50, minus), 1),
+          t.name === d ? "1×" : ratioCell(res.paired(t.name, d, scenario, metric.p50)),
+          cell(res.values(t.name, scenario, metric.p99), 1),
+          t.name === d ? "–" : cell(res.paired(t.name, d, scenario, metric.p99, minus), 1),
+          cell(res.values(t.name, scenario, metric.tps), 0),
+          cell(res.values(t.name, scenario, metric.cpuUsPerTx), 1),
+        ]),
+      );
+    case "rr50":
+      return table(
+        ["target", "tx/s", "× direct", "p50 µs", "p99 µs", "p99.9 µs", "proxy CPU µs/tx", "of which user / sys"],
+        targets.map((t) => [
+          label(t),
+          cell(res.values(t.name, scenario, metric.tps), 0),
+          t.name === d ? "1×" : ratioCell(res.paired(t.name, d, scenario, metric.tps)),
+          cell(res.values(t.name, scenario, metric.p50), 0),
+          cell(res.values(t.name, scenario, metric.p99), 0),
+          cell(res.values(t.name, scenario, metric.p999), 0),
+          cell(res.values(t.name, scenario, metric.cpuUsPerTx), 1),
+          t.name === d ? "–" : `${fmt(median(res.values(t.name, scenario, metric.userUsPerTx)), 1)} / ${fmt(median(res.values(t.name, scenario, metric.sysUsPerTx)), 1)}`,
+        ]),
+      );
+    case "cps":
+      return table(
+        ["target", "conn/s", "× direct", "p50 µs", "p99 µs", "failed (all rounds)", "proxy CPU µs/conn"],
+        targets.map((t) => [
+          label(t),
+          cell(res.values(t.name, scenario, metric.cps), 0),
+          t.name === d ? "1×" : ratioCell(res.paired(t.name, d, scenario, metric.cps)),
+          cell(res.values(t.name, scenario, metric.p50), 0),
+          cell(res.values(t.name, scenario, metric.p99), 0),
+          String(res.failures(t.name, scenario)),
+          cell(res.values(t.name, scenario, metric.cpuUsPerConn), 1),
+        ]),
+      );
+    case "bulk-up":
+    case "bulk-down":
+      return table(
+        ["target", "MB/s", "× direct", "proxy CPU s/GB", "failed (all rounds)"],
+        targets.map((t) => [
+          label(t),
+          cell(res.values(t.name, scenario, metric.mbps), 0),
+          t.name === d ? "1×" : ratioCell(res.paired(t.name, d, scenario, metric.mbps)),
+          cell(res.values(t.name, scenario, metric.cpuSPerGB), 2),
+          String(res.failures(t.name, scenario)),
+        ]),
+      );
+    case "idle":
+      return table(
+        ["target", "connections", "time to open ms", "× direct", "RSS KiB/conn (VmRSS)", "PSS KiB/conn", "processes", "working after (worst round)", "proxy CPU µs/conn to open"],
+        targets.map((t) => {
+          const working = res.values(t.name, scenario, metric.working);
+          const conns = res.values(t.name, scenario, (r) => r.load.conns);
+          const sameCount = res.paired(t.name, d, scenario, (r) => r.load.conns).every((x) => x === 1);
+          return [
+            label(t),
+            conns.length ? fmt(Math.max(...conns), 0) : "–",
+            cell(res.values(t.name, scenario, metric.openMs), 0),
+            t.name === d ? "1×" : sameCount ? ratioCell(res.paired(t.name, d, scenario, metric.openMs)) : "–",
+            t.name === d ? "–" : cell(res.values(t.name, scenario, metric.rssKiBPerConn), 2),
+            t.name === d ? "–" : cell(res.values(t.name, scenario, metric.pssKiBPerConn), 2),
+            t.name === d ? "–" : fmt(median(res.values(t.name, scenario, metric.processes)), 0),
+            working.length ? `${fmt(Math.min(...working), 0)} / ${fmt(Math.max(...conns), 0)}` : "–",
+            cell(res.values(t.name, scenario, metric.cpuUsPerOpen), 1),
+          ];
+        }),
+      );
+    default:
+      return "";
+  }
+}
+
+/** The issue's targets for keepalive-proxy, each judged on same-round comparisons with HAProxy. */
+function targetsSection(res, targets) {
+  const ours = targets.find((t) => t.name === judged.ours);
+  const ref = targets.find((t) => t.name === judged.reference);
+  if (!ours || !ref) return "_keepalive-proxy or HAProxy was not in this run; no targets judged._";
+  const alt = targets.find((t) => t.group === "ours" && t.name !== ours.name);
+  const rows = [];
+  const med = (xs) => median(xs);
+  const verdict = (ok) => (ok === undefined ? "not measured" : ok ? "**met**" : "**not met**");
+
+  const ratioRow = (what, scenario, fn, unit, threshold, digits) => {
+    const r = res.paired(ours.name, ref.name, scenario, fn);
+    const m = med(r);
+    const altR = alt ? med(res.paired(alt.name, ref.name, scenario, fn)) : undefined;
+    rows.push([
+      what,
+      `${fmt(med(res.values(ours.name, scenario, fn)), digits)} ${unit}`,
+      `${fmt(med(res.values(ref.name, scenario, fn)), digits)} ${unit}`,
+      r.length ? `${fmt(m, 2)}× [${fmt(Math.min(...r), 2)}–${fmt(Math.max(...r), 2)}]` : "–",
+      `≥ ${fmt(threshold, 1)}×`,
+      verdict(m === undefined ? undefined : m >= threshold),
+      altR === undefined ? "–" : `${fmt(altR, 2)}×`,
+    ]);
+  };
+  ratioRow("transactions/s, 50 connections", "rr50", metric.tps, "tx/s", 1, 0);
+  ratioRow("bulk MB/s, client → upstream", "bulk-up", metric.mbps, "MB/s", 1, 0);
+  ratioRow("bulk MB/s, upstream → client", "bulk-down", metric.mbps, "MB/s", 1, 0);
+  ratioRow("connections/s, 32 parallel", "cps", metric.cps, "conn/s", 0.8, 0);
+
+  {
+    const oursAdded = res.paired(ours.name, "direct", "rr1", metric.p50, minus);
+    const refAdded = res.paired(ref.name, "direct", "rr1", metric.p50, minus);
+    const diff = res.paired(ours.name, ref.name, "rr1", metric.p50, minus);
+    const m = med(diff);
+    const altDiff = alt ? med(res.paired(alt.name, ref.name, "rr1", metric.p50, minus)) : undefined;
+    rows.push([
+      "p50 latency added, 1 connection",
+      `+${fmt(med(oursAdded), 1)} µs`,
+      `+${fmt(med(refAdded), 1)} µs`,
+      diff.length ? `${m >= 0 ? "+" : ""}${fmt(m, 1)} µs [${fmt(Math.min(...diff), 1)}–${fmt(Math.max(...diff), 1)}]` : "–",
+      "≤ HAProxy + 10 µs",
+      verdict(m === undefined ? undefined : m <= 10),
+      altDiff === undefined ? "–" : `${altDiff >= 0 ? "+" : ""}${fmt(altDiff, 1)} µs`,
+    ]);
+  }
+  {
+    const v = res.values(ours.name, "idle", metric.rssKiBPerConn);
+    const m = med(v);
+    const altM = alt ? med(res.values(alt.name, "idle", metric.rssKiBPerConn)) : undefined;
+    rows.push([
+      "RSS per idle proxied connection",
+      v.length ? `${fmt(m, 2)} KiB [${fmt(Math.min(...v), 2)}–${fmt(Math.max(...v), 2)}]` : "–",
+      `${fmt(med(res.values(ref.name, "idle", metric.rssKiBPerConn)), 2)} KiB`,
+      "–",
+      "≤ 5 KiB",
+      verdict(m === undefined ? undefined : m <= 5),
+      altM === undefined ? "–" : `${fmt(altM, 2)} KiB`,
+    ]);
+  }
+  {
+    const count = (name) => res.runs.filter((r) => r.target === name).reduce((n, r) => n + failuresOf(r), 0);
+    const n = count(ours.name);
+    rows.push([
+      "failed connections, every scenario and round",
+      String(n),
+      String(count(ref.name)),
+      "–",
+      "0",
+      verdict(n === 0),
+      alt ? String(count(alt.name)) : "–",
+    ]);
+  }
+  return table(["target", ours.label, ref.label, "same-round comparison", "goal", "verdict", alt ? alt.label : "–"], rows);
+}
+
+function machineSection(data) {
+  const m = data.meta.machine;
+  const wall = data.rounds.reduce((n, r) => n + (r.wallS ?? 0), 0);
+  const foreign = data.rounds.reduce((n, r) => n + (r.otherCpuS ?? 0), 0);
+  const rows = [
+    ["date", data.meta.date],
+    ["machine", `${m.nproc} CPUs (nproc), ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}`],
+    ["keepalive-proxy", `${m.versions.keepaliveProxy}, commit ${m.gitCommit}${m.srcModified ? " with uncommitted changes in src/" : ""}`],
+    ["Node", m.versions.node],
+    ["HAProxy", m.versions.haproxy],
+    ["nginx", m.versions.nginx],
+    ["socat", m.versions.socat],
+    ["load generator", `bench/kpbench.c, ${m.versions.gcc} -O2`],
+    ["rounds × duration", `${data.meta.rounds} × ${data.meta.durationS} s per measurement (+${data.meta.warmupS} s uncounted warm-up for request/response)${data.meta.quick ? " — quick mode, a smoke test, not a result" : ""}`],
+    ["load average", `start ${data.meta.loadavgStart.join(" ")}, end ${(data.meta.loadavgEnd ?? []).join(" ")} (socat's thousands of short-lived children in the idle scenario inflate it by themselves)`],
+    [
+      "CPU used by other processes during the rounds",
+      wall ? `${fmt(foreign, 1)} CPU-s of ${fmt(wall * m.nproc, 0)} available (${fmt((100 * foreign) / (wall * m.nproc), 1)} %); per round below` : "–",
+    ],
+    ["idle connections", `${fmt(data.meta.idleConns, 0)}${data.meta.idleConns < 10_000 ? ` (not 10,000: the hard RLIMIT_NOFILE here is ${data.meta.fdLimit} and cannot be raised, and a single-process proxy needs two fds per proxied connection)` : ""}`],
+  ];
+  // A round in which other processes took more than a tenth of the machine is
+  // flagged: its figures are in the medians all the same, never dropped.
+  const share = (r) => (r.otherCpuS ?? 0) / ((r.wallS || 1) * m.nproc);
+  const perRound = table(
+    ["round", "target order", "wall s", "load avg at start", "other processes' CPU-s", "share of the machine", "top other processes"],
+    data.rounds.map((r) => [
+      String(r.round + 1),
+      r.order.join(" "),
+      fmt(r.wallS, 0),
+      r.loadavgStart.join(" "),
+      fmt(r.otherCpuS, 1),
+      `${fmt(100 * share(r), 0)} %${share(r) > 0.1 ? " **noisy**" : ""}`,
+      (r.otherTop ?? []).map((t) => `${t.name} ${fmt(t.cpuS, 1)} s`).join(", ") || "–",
+    ]),
+    { left: true },
+  );
+  const noisy = data.rounds.filter((r) => share(r) > 0.1).length;
+  const verdict = noisy === 0 ? "No round shared the machine with more than 10 % of other work." : `**${noisy} of ${data.rounds.length} rounds shared the machine with more than 10 % of other work** (other sessions' test suites); their figures are kept in the medians and widen the spreads.`;
+  return `${table(["", ""], rows, { left: true })}\n\n${perRound}\n\n${verdict} A process's CPU includes that of children it reaped during the round, so a shell whose test run ended then is charged with all of it.`;
+}
+
+function notesSection(res, data) {
+  const lines = [];
+  const lg = res.values("direct", "rr50", metric.loadgenCpuShare);
+  const sv = res.values("direct", "rr50", metric.serverCpuShare);
+  if (lg.length) lines.push(`- On the direct 50-connection run the load generator used ${fmt(100 * median(lg), 0)} % of one core and the upstream server ${fmt(100 * median(sv), 0)} %; through a proxy all three share the 2 cores, so the ratios to direct are ratios of whole-machine throughput, not of the proxy alone.`);
+  const direct = res.values("direct", "rr50", metric.tps);
+  if (direct.length > 1) lines.push(`- The VM reports no steal time, yet the direct connection's own 50-connection figure ranged ${fmt(Math.min(...direct), 0)}–${fmt(Math.max(...direct), 0)} tx/s across rounds (the host's other tenants): compare within a round, as the ratios do, not across runs.`);
+  const failed = res.runs.filter((r) => !r.ok);
+  for (const r of failed.slice(0, 20)) lines.push(`- Run failed: round ${r.round + 1}, ${r.target}, ${r.scenario}: ${r.error.split("\n")[0]}`);
+  for (const n of (data.targetNotes ?? []).slice(0, 10)) lines.push(`- ${n.target} (round ${n.round + 1}) said: \`${n.lines[0].slice(0, 200)}\``);
+  return lines.join("\n");
+}
+
+/**
+ * The short form for the README, between its `<!-- bench:targets:start -->`
+ * and `<!-- bench:targets:end -->` markers: provenance and the targets table.
+ */
+export function renderReadmeSummary(data) {
+  const res = new Results(data);
+  const m = data.meta.machine;
+  const noisy = data.rounds.filter((r) => (r.otherCpuS ?? 0) / ((r.wallS || 1) * m.nproc) > 0.1).length;
+  return [
+    `Measured ${data.meta.date.slice(0, 10)} on ${m.nproc} CPUs (${m.cpuModel}), Linux ${m.kernel}, Node ${m.versions.node}, ${m.versions.haproxy}; ${data.meta.rounds} rounds of ${data.meta.durationS} s per measurement${noisy ? `, ${noisy} of them shared with other work` : ""}. Every scenario and target, with spreads and CPU per transaction: [bench/RESULTS.md](bench/RESULTS.md).`,
+    "",
+    targetsSection(res, data.meta.targets),
+  ].join("\n");
+}
+
+/** The whole RESULTS.md. */
+export function renderReport(data) {
+  const res = new Results(data);
+  const targets = data.meta.targets;
+  const parts = [
+    "# keepalive-proxy: benchmark results",
+    "",
+    "Regenerated by `npm run bench` (`bash bench/run.sh`); the raw figures of every run of every round are in `bench/results/latest.json`. Method: every round runs every scenario on every target, the targets in an order rotated by one each round; a cell is the **median over rounds [min–max]**; \"× direct\" is the median of the per-round ratios to the direct connection measured in the same round (and \"added\" the median of per-round differences). Proxy CPU is utime+stime of the proxy's whole process group from /proc/PID/stat; memory is VmRSS (and Pss) summed over it. Every byte that comes back is checked by the load generator (or, for uploads, by the sink, which reports back).",
+    "",
+    "## Machine and run",
+    "",
+    machineSection(data),
+    "",
+    "## Targets: keepalive-proxy against HAProxy (default threads)",
+    "",
+    "Each comparison is made within a round (same minute, same machine load) and the median over rounds is judged.",
+    "",
+    targetsSection(res, targets),
+    "",
+  ];
+  for (const scenario of data.meta.scenarios) {
+    parts.push(`## ${SCENARIO_TITLES[scenario] ?? scenario}`, "", scenarioTable(res, scenario, targets), "");
+    if (scenario === "idle") {
+      const notes = targets.filter((x) => x.note);
+      for (const t of notes) parts.push(`- ${t.label}: ${t.note}.`);
+      if (notes.length) parts.push("");
+      parts.push(
+        `A connection counts as open once one byte has gone through the proxy to the upstream and back. RSS per connection is (VmRSS after opening − VmRSS just after start) / connections, summed over the proxy's processes; for socat, which forks a process per connection, VmRSS counts shared pages once per process and Pss is the fairer figure. \"working after\" is the worst round's count of connections that still echoed a byte after the memory was read.`,
+        "",
+      );
+    }
+  }
+  const notes = notesSection(res, data);
+  if (notes) parts.push("## Notes", "", notes, "");
+  return `${parts.join("\n")}`;
+}
