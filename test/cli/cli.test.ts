@@ -97,6 +97,13 @@ listeners:
     expect(result.stderr).toMatch(/EADDRNOTAVAIL/);
   });
 
+  it("exits 1 with one clear line for a listen host name that does not resolve", async () => {
+    const result = await runCli(["--listen", "no-such-host.invalid:7000", "--upstream", "127.0.0.1:1", "--admin", "off"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split("\n")).toHaveLength(1);
+    expect(result.stderr).toMatch(/does not resolve \((ENOTFOUND|EAI_AGAIN)\)/);
+  });
+
   it("--help teaches with examples and --version prints the version", async () => {
     const help = await runCli(["--help"]);
     expect(help.code).toBe(0);
