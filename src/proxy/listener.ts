@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import type { LegOptions, SocketOptions } from "../net/socket-options.js";
-import { formatHostPort, type HostPort } from "../util/host-port.js";
+import { formatHostPort, type HostPort, unmapIPv4 } from "../util/host-port.js";
 import type { AccessList } from "./access-list.js";
 import { CloseReason } from "./close-reason.js";
 import type { ConnectionBudget } from "./connection-budget.js";
@@ -248,13 +248,9 @@ export class ProxyListener implements SessionOwner {
 /** The client's address and the address it connected to, for a PROXY header. */
 function endpointsOf(client: Socket): [Endpoint, Endpoint] {
   return [
-    { address: unmapped(client.remoteAddress ?? ""), port: client.remotePort ?? 0 },
-    { address: unmapped(client.localAddress ?? ""), port: client.localPort ?? 0 },
+    { address: unmapIPv4(client.remoteAddress ?? ""), port: client.remotePort ?? 0 },
+    { address: unmapIPv4(client.localAddress ?? ""), port: client.localPort ?? 0 },
   ];
-}
-
-function unmapped(address: string): string {
-  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
 }
 
 function samePolicy(a: UpstreamPolicy, b: UpstreamPolicy): boolean {

@@ -2,6 +2,7 @@ import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import type { SocketOptions, LegOptions } from "../net/socket-options.js";
 import { CloseReason, type Leg, isCleanClose, reasonForSocketError, sideOf } from "./close-reason.js";
+import { formatHostPort, unmapIPv4 } from "../util/host-port.js";
 import type { SessionSummary } from "./hooks.js";
 
 /** The settings a session needs from its listener, fixed when it is accepted. */
@@ -246,6 +247,5 @@ export function resetSocket(socket: Socket): void {
 /** `ip:port`, with brackets around IPv6 addresses. */
 export function formatAddress(host: string | undefined, port: number | undefined): string {
   if (host === undefined) return "unknown";
-  const bare = host.startsWith("::ffff:") && host.includes(".") ? host.slice(7) : host;
-  return bare.includes(":") ? `[${bare}]:${port ?? 0}` : `${bare}:${port ?? 0}`;
+  return formatHostPort({ host: unmapIPv4(host), port: port ?? 0 });
 }

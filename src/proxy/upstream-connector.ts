@@ -1,4 +1,5 @@
 import { Socket } from "node:net";
+import { formatHostPort } from "../util/host-port.js";
 import type { ConnectResult } from "./hooks.js";
 
 /** A connected upstream socket, or why there is none. */
@@ -24,7 +25,7 @@ export interface PendingConnect {
  */
 export function connectOnce(ip: string, port: number, timeoutMs: number): PendingConnect {
   const started = performance.now();
-  const address = formatIpPort(ip, port);
+  const address = formatHostPort({ host: ip, port });
   const socket = new Socket({ allowHalfOpen: true });
   let settle!: (outcome: ConnectOutcome) => void;
   const done = new Promise<ConnectOutcome>((resolve) => {
@@ -49,11 +50,6 @@ export function connectOnce(ip: string, port: number, timeoutMs: number): Pendin
   });
   socket.connect({ host: ip, port });
   return { done, cancel: () => fail("error", "ECANCELED") };
-}
-
-/** `ip:port` with brackets for IPv6. */
-export function formatIpPort(ip: string, port: number): string {
-  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 /** Maps a connect errno to its ConnectResult label. Pure. */

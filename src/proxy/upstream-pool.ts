@@ -1,6 +1,6 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import type { HostPort } from "../util/host-port.js";
+import { formatHostPort, type HostPort } from "../util/host-port.js";
 import type { ConnectResult } from "./hooks.js";
 import { type ConnectOutcome, connectOnce, type PendingConnect } from "./upstream-connector.js";
 
@@ -134,7 +134,7 @@ export class UpstreamPool {
 }
 
 async function resolveAll(target: HostPort): Promise<Candidate[] | { errno: string }> {
-  const make = (ip: string): Candidate => ({ ip, port: target.port, key: ip.includes(":") ? `[${ip}]:${target.port}` : `${ip}:${target.port}` });
+  const make = (ip: string): Candidate => ({ ip, port: target.port, key: formatHostPort({ host: ip, port: target.port }) });
   if (isIP(target.host) !== 0) return [make(target.host)];
   try {
     const addresses = await lookup(target.host, { all: true });

@@ -31,6 +31,11 @@ export function parseHostPort(input: string, { allowPortZero = true } = {}): Hos
   return { host: host === "" ? "0.0.0.0" : host, port };
 }
 
+/** An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, as a dual-stack socket reports it) as plain IPv4. */
+export function unmapIPv4(address: string): string {
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}
+
 /** Formats a HostPort back into the form parseHostPort reads. */
 export function formatHostPort({ host, port }: HostPort): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
