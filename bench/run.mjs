@@ -19,12 +19,12 @@
 
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { renderReadmeSummary, renderReport } from "./report.mjs";
+import { freePort } from "./ports.mjs";
 import { targets as allTargets } from "./targets.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -204,14 +204,6 @@ function listening(port) {
       const f = line.trim().split(/\s+/);
       return f[1]?.endsWith(hex) && f[3] === "0A";
     });
-}
-
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /**
