@@ -10,6 +10,7 @@ import { ConnectionBudget } from "./proxy/connection-budget.js";
 import { StartupError, StartupErrorCode } from "./proxy/errors.js";
 import { combineHooks, type ProxyHooks, type SessionSummary } from "./proxy/hooks.js";
 import { type ListenerSettings, ProxyListener } from "./proxy/listener.js";
+import type { Session } from "./proxy/session.js";
 import { ProxyMetrics } from "./metrics/proxy-metrics.js";
 import { formatHostPort } from "./util/host-port.js";
 
@@ -57,7 +58,7 @@ export class KeepaliveProxy {
   ) {
     this.processBudget = new ConnectionBudget(config.limits.maxConnections);
     const logHook: ProxyHooks = { sessionClosed: (summary) => this.logClosed(summary) };
-    this.hooks = extraHooks ? combineHooks(logHook, extraHooks, { sessionClosed: () => this.pruneRetired() }) : combineHooks(logHook, { sessionClosed: () => this.pruneRetired() });
+    this.hooks = combineHooks(logHook, extraHooks ?? {}, { sessionClosed: () => this.pruneRetired() });
   }
 
   /** The config in force. */
@@ -71,15 +72,21 @@ export class KeepaliveProxy {
   }
 
   /** Every live session, across accepting and retired listeners. */
-  *sessions(): Iterable<import("./proxy/session.js").Session> {
-    for (const listener of [...this.listeners.values(), ...this.retired]) yield* listener.sessions;
+  *sessions(): Iterable<Session> {
+    for (const listener of this.allListeners()) yield* listener.sessions;
   }
 
   /** Number of live sessions. */
   get sessionTotal(): number {
     let n = 0;
-    for (const listener of [...this.listeners.values(), ...this.retired]) n += listener.sessions.size;
+    for (const listener of this.allListeners()) n += listener.sessions.size;
     return n;
+  }
+
+  /** Accepting listeners and those retired but still carrying sessions. */
+  private *allListeners(): Iterable<ProxyListener> {
+    yield* this.listeners.values();
+    yield* this.retired;
   }
 
   /** Starts every listener of the config. On failure, stops those already started and rethrows. */
