@@ -120,30 +120,8 @@ function installSignalHandlers(proxy: KeepaliveProxy, logger: Logger, reloadConf
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
-  process.on("SIGHUP", () => {
-    if (stopping) return;
-    const started = performance.now();
-    let next: Config;
-    try {
-      next = reloadConfig();
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        proxy.reloadRefused();
-        logger.error({ problems: error.problems.map(formatProblem) }, "reload refused: invalid config; the running config stays in force");
-        return;
-      }
-      throw error;
-    }
-    proxy.reload(next).then(
-      (outcome) => {
-        logger.level = next.log.level;
-        logger.info({ ...outcome, durationMs: Math.round(performance.now() - started), liveSessions: proxy.sessionTotal }, "config reloaded");
-      },
-      (error: unknown) => {
-        logger.error({ err: error instanceof Error ? error.message : String(error) }, "reload refused; the running config stays in force");
-      },
-    );
-  });
+  // Serialised, refused during a drain, and never throws: see KeepaliveProxy.requestReload.
+  process.on("SIGHUP", () => void proxy.requestReload(reloadConfig));
 }
 
 async function check(args: Args): Promise<ExitCode> {

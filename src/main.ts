@@ -3,11 +3,13 @@ import type { Logger } from "pino";
 import { AdminServer } from "./admin/admin-server.js";
 import { listenerSettings } from "./config/settings.js";
 import type { Config } from "./config/schema.js";
+import { ConfigError, formatProblem } from "./config/errors.js";
+import { softDescriptorLimit } from "./net/descriptor-headroom.js";
 import { loadLibc, type Libc } from "./net/libc.js";
 import { SocketOptions } from "./net/socket-options.js";
 import { CloseReason } from "./proxy/close-reason.js";
 import { ConnectionBudget } from "./proxy/connection-budget.js";
-import { StartupError, StartupErrorCode } from "./proxy/errors.js";
+import { ListenError, StartupError, StartupErrorCode } from "./proxy/errors.js";
 import { combineHooks, type ProxyHooks, type SessionSummary } from "./proxy/hooks.js";
 import { type ListenerSettings, ProxyListener } from "./proxy/listener.js";
 import type { Session } from "./proxy/session.js";
@@ -28,6 +30,18 @@ export interface ReloadOutcome {
   readonly started: string[];
   readonly updated: string[];
   readonly stopped: string[];
+  /** `old→new`: listeners renamed on the same address, which kept their socket. */
+  readonly renamed: string[];
+  /** Settings that changed but take effect only after a restart. */
+  readonly restartNeededFor: string[];
+}
+
+/** A reload that found the proxy shutting down part-way: nothing it bound stays. */
+class ReloadInterrupted extends Error {
+  constructor() {
+    super("shutdown began during the reload");
+    this.name = "ReloadInterrupted";
+  }
 }
 
 /**
@@ -44,6 +58,11 @@ export class KeepaliveProxy {
   /** The process-wide connection limit (limits.maxConnections), shared by every listener. */
   private readonly processBudget: ConnectionBudget;
   private draining = false;
+  /** The reload running now (or resolved): reloads run one at a time, in order. */
+  private reloadChain: Promise<void> = Promise.resolve();
+  /** A reload requested while another runs; later requests join it (it reads the file when it starts). */
+  private reloadQueued: Promise<void> | undefined;
+  private stopping: Promise<{ drained: number; reset: number }> | undefined;
   private readonly hooks: ProxyHooks;
   /** Its metrics, set by startProxy. */
   metrics: ProxyMetrics | undefined;
@@ -97,10 +116,69 @@ export class KeepaliveProxy {
   }
 
   /**
+   * Reloads from `load` (which reads the config file and may throw), one
+   * reload at a time: a request while one runs is queued, and further
+   * requests join the queued one. Refused (counted, one warn line) once a
+   * shutdown has begun. Never rejects: whatever goes wrong is logged and
+   * counted, and the proxy keeps serving with the config it had.
+   */
+  requestReload(load: () => Config): Promise<void> {
+    if (this.draining) {
+      this.refuseReload();
+      return Promise.resolve();
+    }
+    if (this.reloadQueued !== undefined) return this.reloadQueued;
+    const queued = this.reloadChain.then(() => {
+      this.reloadQueued = undefined;
+      return this.reloadOnce(load);
+    });
+    this.reloadQueued = queued;
+    this.reloadChain = queued;
+    return queued;
+  }
+
+  private refuseReload(): void {
+    this.hooks.configReloaded?.("refused");
+    this.logger.warn("reload refused: the proxy is shutting down");
+  }
+
+  private async reloadOnce(load: () => Config): Promise<void> {
+    if (this.draining) {
+      this.refuseReload();
+      return;
+    }
+    const started = performance.now();
+    let next: Config;
+    try {
+      next = load();
+    } catch (error) {
+      this.hooks.configReloaded?.("failure");
+      if (error instanceof ConfigError) {
+        this.logger.error({ problems: error.problems.map(formatProblem) }, "reload refused: invalid config; the running config stays in force");
+      } else {
+        this.logger.error({ err: error }, "reload failed unexpectedly; the running config stays in force");
+      }
+      return;
+    }
+    try {
+      const outcome = await this.reload(next);
+      this.logger.level = next.log.level;
+      const line = { ...outcome, durationMs: Math.round(performance.now() - started), liveSessions: this.sessionTotal };
+      if (outcome.restartNeededFor.length > 0) this.logger.warn(line, "config reloaded; some changes need a restart");
+      else this.logger.info(line, "config reloaded");
+    } catch (error) {
+      if (error instanceof ReloadInterrupted) return;
+      const known = error instanceof StartupError;
+      this.logger.error(known ? { err: error.message } : { err: error }, "reload refused; the running config stays in force");
+    }
+  }
+
+  /**
    * Applies a new config: new listeners start, removed ones stop accepting
    * while their sessions continue, changed settings apply to new sessions.
    * Never touches a live session. Rejects (running config unchanged) when a
-   * new listener cannot bind.
+   * new listener cannot bind. Callers other than tests use requestReload,
+   * which serialises reloads.
    */
   reload(next: Config): Promise<ReloadOutcome> {
     return this.applyConfig(next).then(
@@ -109,34 +187,48 @@ export class KeepaliveProxy {
         return outcome;
       },
       (error: unknown) => {
-        this.hooks.configReloaded?.("failure");
+        this.hooks.configReloaded?.(error instanceof ReloadInterrupted ? "refused" : "failure");
         throw error;
       },
     );
   }
 
-  /** Counts a reload refused before it reached the proxy (the new config file is invalid). */
-  reloadRefused(): void {
-    this.hooks.configReloaded?.("failure");
-  }
-
   private async applyConfig(next: Config): Promise<ReloadOutcome> {
     verifySocketOptions(this.socketOptions, next);
-    const outcome: ReloadOutcome = { started: [], updated: [], stopped: [] };
+    const outcome: ReloadOutcome = { started: [], updated: [], stopped: [], renamed: [], restartNeededFor: restartNeededFor(this.config, next) };
     const wanted = new Map(next.listeners.map((l) => [l.name, listenerSettings(l)]));
     const replaced: ProxyListener[] = [];
     const startedNow: ProxyListener[] = [];
+    const freed: ProxyListener[] = [];
+    const renames: Array<[ProxyListener, ListenerSettings]> = [];
     try {
       for (const [name, settings] of wanted) {
         const existing = this.listeners.get(name);
         if (existing && sameBinding(existing.current, settings)) continue;
-        const fresh = await this.bind(settings, existing);
+        // A new name on an address whose old name is gone: the same listener, renamed; its socket stays.
+        const renamed = [...this.listeners.values()].find(
+          (l) => !wanted.has(l.name) && sameBinding(l.current, settings) && !renames.some(([r]) => r === l),
+        );
+        if (renamed) {
+          renames.push([renamed, settings]);
+          continue;
+        }
+        const fresh = await this.bindFreeing(settings, existing, wanted, freed);
         startedNow.push(fresh);
         if (existing) replaced.push(existing);
+        if (this.draining) throw new ReloadInterrupted();
       }
     } catch (error) {
       for (const listener of startedNow) listener.stopAccepting();
+      // Listeners closed to free their port for a new one go back to accepting.
+      for (const listener of freed) await listener.restart().catch(() => undefined);
       throw error;
+    }
+    for (const [listener, settings] of renames) {
+      outcome.renamed.push(`${listener.name}→${settings.name}`);
+      this.listeners.delete(listener.name);
+      listener.update(settings);
+      this.listeners.set(settings.name, listener);
     }
     for (const listener of startedNow) {
       this.listeners.set(listener.name, listener);
@@ -149,7 +241,7 @@ export class KeepaliveProxy {
         this.retire(listener);
         this.listeners.delete(name);
         outcome.stopped.push(name);
-      } else if (!startedNow.includes(listener)) {
+      } else if (!startedNow.includes(listener) && !renames.some(([r]) => r === listener)) {
         listener.update(settings);
         outcome.updated.push(name);
       }
@@ -160,12 +252,51 @@ export class KeepaliveProxy {
   }
 
   /**
-   * Stops accepting at once, lets live sessions finish for up to drainMs, then
-   * resets the rest with reason proxy_shutdown.
+   * Binds a new listener. When its port is held by one of this proxy's own
+   * listeners that this reload moves or removes (the same port on another
+   * host: Linux refuses a specific address beside a wildcard one), that
+   * listener stops accepting first; `freed` records it so a failed reload
+   * can bind it again.
    */
-  async shutdown(drainMs = this.config.shutdown.drainTimeout): Promise<{ drained: number; reset: number }> {
-    // First, before any listener closes: /readyz answers 503 from here on.
+  private async bindFreeing(
+    settings: ListenerSettings,
+    existing: ProxyListener | undefined,
+    wanted: ReadonlyMap<string, ListenerSettings>,
+    freed: ProxyListener[],
+  ): Promise<ProxyListener> {
+    try {
+      return await this.bind(settings, existing);
+    } catch (error) {
+      const inUse = error instanceof ListenError && (error.cause as NodeJS.ErrnoException | undefined)?.code === "EADDRINUSE";
+      const holder = [...this.listeners.values()].find(
+        (l) => l.isAccepting && l.current.listen.port === settings.listen.port && (l === existing || !wanted.has(l.name)),
+      );
+      if (!inUse || holder === undefined) throw error;
+      holder.stopAccepting();
+      freed.push(holder);
+      return await this.bind(settings, existing);
+    }
+  }
+
+  /**
+   * Stops accepting at once, lets live sessions finish for up to drainMs, then
+   * resets the rest with reason proxy_shutdown. Waits for a reload in flight
+   * first, then stops every listener of every generation. A second call while
+   * draining with drainMs 0 (a second signal) resets every session now.
+   */
+  shutdown(drainMs = this.config.shutdown.drainTimeout): Promise<{ drained: number; reset: number }> {
+    if (this.stopping !== undefined) {
+      if (drainMs === 0) this.abortAll();
+      return this.stopping;
+    }
+    // First, before any listener closes: /readyz answers 503 and reloads are refused from here on.
     this.draining = true;
+    this.stopping = this.drainAndStop(drainMs);
+    return this.stopping;
+  }
+
+  private async drainAndStop(drainMs: number): Promise<{ drained: number; reset: number }> {
+    await this.reloadChain;
     const before = this.sessionTotal;
     for (const listener of this.listeners.values()) this.retire(listener);
     this.listeners.clear();
@@ -173,12 +304,17 @@ export class KeepaliveProxy {
     const reset = this.sessionTotal;
     if (reset > 0) {
       this.logger.warn({ sessions: reset, drainTimeoutMs: drainMs }, "drain timeout reached; resetting remaining sessions");
-      for (const listener of this.retired) listener.abortAll(CloseReason.ProxyShutdown);
+      this.abortAll();
       await this.waitForSessions(2000);
     }
     // Last: /healthz and /metrics answer for as long as sessions drain.
     await this.admin?.close();
     return { drained: before - reset, reset };
+  }
+
+  /** Resets every live session, of every listener and generation. */
+  private abortAll(): void {
+    for (const session of [...this.sessions()]) session.abort(CloseReason.ProxyShutdown);
   }
 
   private async startListener(settings: ListenerSettings): Promise<void> {
@@ -187,14 +323,20 @@ export class KeepaliveProxy {
   }
 
   private async bind(settings: ListenerSettings, replacing: ProxyListener | undefined): Promise<ProxyListener> {
-    const listener = new ProxyListener(settings, {
-      socketOptions: this.socketOptions,
-      hooks: this.hooks,
-      logger: this.logger,
-      nextSessionId: () => `${this.idPrefix}-${(++this.sessionCount).toString(36)}`,
-      processBudget: this.processBudget,
-      makeBudget: (max) => new ConnectionBudget(max),
-    });
+    const listener = new ProxyListener(
+      settings,
+      {
+        socketOptions: this.socketOptions,
+        hooks: this.hooks,
+        logger: this.logger,
+        nextSessionId: () => `${this.idPrefix}-${(++this.sessionCount).toString(36)}`,
+        processBudget: this.processBudget,
+        makeBudget: (max) => new ConnectionBudget(max),
+        descriptorLimit: softDescriptorLimit(),
+      },
+      // The sessions of the listener it replaces still count against its limit.
+      replacing?.budget,
+    );
     const address = await listener.start();
     this.logger.info(
       {
@@ -247,6 +389,14 @@ export class KeepaliveProxy {
       "session closed",
     );
   }
+}
+
+/** Settings a reload cannot apply to a running process. */
+function restartNeededFor(current: Config, next: Config): string[] {
+  const needed: string[] = [];
+  if (JSON.stringify(current.admin.listen) !== JSON.stringify(next.admin.listen)) needed.push("admin.listen");
+  if (current.log.format !== next.log.format) needed.push("log.format");
+  return needed;
 }
 
 function sameBinding(a: ListenerSettings, b: ListenerSettings): boolean {

@@ -23,6 +23,11 @@ export function proxyFlags(): Record<string, Options> {
     name: { type: "string", group: "One listener without a file:", desc: "Listener name for logs and metrics (default \"default\")" },
     "connect-timeout": { type: "string", group: "Sessions:", desc: "Reset the client if the upstream does not accept within this (default 10s; per address when there are several)" },
     "idle-timeout": { type: "string", group: "Sessions:", desc: "Reset a session with no byte either way for this long (default 0 = never)" },
+    "half-close-timeout": {
+      type: "string",
+      group: "Sessions:",
+      desc: "After one side's FIN, reset both legs when no byte moves the other way for this long (default 0 = never; e.g. 10m)",
+    },
     nodelay: { type: "boolean", group: "Sessions:", desc: "TCP_NODELAY on both legs (default on)" },
     "log-level": { type: "string", group: "Process:", choices: ["fatal", "error", "warn", "info", "debug", "trace", "silent"], desc: "Minimum log level (default info)" },
     "log-format": { type: "string", group: "Process:", choices: ["json", "pretty"], desc: "json lines, or pretty for humans (default json)" },

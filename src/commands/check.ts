@@ -46,14 +46,17 @@ export async function checkConfig(config: Config, options: CheckOptions): Promis
       for (const target of settings.upstream.targets) {
         // One attempt per upstream, no retries: check reports each one as it is.
         const pool = new UpstreamPool({ ...settings.upstream, targets: [target], retries: 0 });
-        const outcome = await pool.connect(() => {}).done;
+        const outcome = await pool.connect({
+          signal: new AbortController().signal,
+          onAttempt: () => {},
+          prepare: (socket) => socketOptions.apply(socket, settings.upstreamLeg),
+        });
         const name = formatHostPort(target);
         if (!outcome.ok) {
           unreachable = true;
           options.print(`${listener.name} upstream ${name}: UNREACHABLE (${outcome.result}${outcome.errno ? `, ${outcome.errno}` : ""}) after ${Math.round(outcome.durationMs)}ms`);
           continue;
         }
-        socketOptions.apply(outcome.socket, settings.upstreamLeg);
         const got = socketOptions.read(outcome.socket);
         outcome.socket.destroy();
         options.print(

@@ -34,6 +34,7 @@ export const LISTENER_FLAG_PATHS: Readonly<Record<string, readonly Path[]>> = {
   "upstream-user-timeout": [["upstream", "keepalive", "userTimeout"]],
   "connect-timeout": [["upstream", "connectTimeout"]],
   "idle-timeout": [["idleTimeout"]],
+  "half-close-timeout": [["halfCloseTimeout"]],
 };
 
 /** Flags that set a process-wide field. */

@@ -121,7 +121,9 @@ const upstreamSchema = legSchema
       .min(0)
       .max(10, "retries must be at most 10")
       .optional()
-      .describe("Further connect attempts per session after a failed one, each on the next address. Default: one per other address, so each address is tried once."),
+      .describe(
+        "Further connect attempts per session after a failed one, each on the next address. Default: every resolved address of every upstream is tried once (at most 8 attempts), so one name with several addresses fails over like several names do.",
+      ),
     retryBackoff: duration("Wait before the first retry; doubles with each retry.").prefault("50ms"),
     failureThreshold: z.number().int().min(1).default(3).describe("Consecutive failed connects after which an address is skipped for the cool-down."),
     cooldown: duration("How long an address that kept failing is tried last.").prefault("30s"),
@@ -158,6 +160,9 @@ export const listenerSchema = z.strictObject({
   client: clientSchema.prefault({}).describe("The client leg's socket options."),
   idleTimeout: duration("Reset a session after this long with no byte either way. 0 (the default) means never: legacy sessions idle for hours.").prefault(0),
   maxSessionDuration: duration("Reset a session this long after it started. 0 (the default) means never.").prefault(0),
+  halfCloseTimeout: duration(
+    "After one side has sent its FIN, reset both legs when no byte has moved the other way for this long (reason proxy_half_close_timeout). 0 (the default) means never; 5m to 1h suits most services.",
+  ).prefault(0),
   maxConnections: z.number().int().min(0).default(0).describe("Live sessions this listener accepts; over it a new client is reset at once. 0 = no limit."),
   access: z
     .strictObject({

@@ -13,7 +13,7 @@ export function listenerSettings(config: ListenerConfig): ListenerSettings {
     upstream: {
       targets: upstreamTargets(config.upstream),
       balance: config.upstream.balance,
-      retries: config.upstream.retries ?? upstreamTargets(config.upstream).length - 1,
+      retries: config.upstream.retries,
       retryBackoffMs: config.upstream.retryBackoff,
       failureThreshold: config.upstream.failureThreshold,
       cooldownMs: config.upstream.cooldown,
@@ -21,6 +21,7 @@ export function listenerSettings(config: ListenerConfig): ListenerSettings {
     },
     idleTimeoutMs: config.idleTimeout,
     maxSessionDurationMs: config.maxSessionDuration,
+    halfCloseTimeoutMs: config.halfCloseTimeout,
     maxConnections: config.maxConnections,
     access: AccessList.from(config.access.allow, config.access.deny),
     sendProxyProtocol: config.upstream.proxyProtocol === "off" ? undefined : config.upstream.proxyProtocol,

@@ -15,6 +15,8 @@ export interface Families {
   readonly sessionDuration: Histogram<"listener">;
   readonly bytes: Counter<"listener" | "direction">;
   readonly reloads: Counter<"result">;
+  readonly acceptErrors: Counter<"listener" | "errno">;
+  readonly optionFailures: Counter<"listener" | "side" | "option">;
 }
 
 /** What the families read at scrape time. */
@@ -73,7 +75,24 @@ export function registerFamilies(registry: Registry, build: BuildInfo, read: Scr
       registers,
       collect: read.countLiveBytes,
     }),
-    reloads: new Counter({ name: `${METRIC_PREFIX}config_reloads_total`, help: "Config reloads (SIGHUP) applied or refused.", labelNames: ["result"] as const, registers }),
+    reloads: new Counter({
+      name: `${METRIC_PREFIX}config_reloads_total`,
+      help: "Config reloads (SIGHUP): applied, failed, or refused during shutdown.",
+      labelNames: ["result"] as const,
+      registers,
+    }),
+    acceptErrors: new Counter({
+      name: `${METRIC_PREFIX}accept_errors_total`,
+      help: "Clients the proxy could not serve for lack of its own descriptors, buffers or memory; each was reset.",
+      labelNames: ["listener", "errno"] as const,
+      registers,
+    }),
+    optionFailures: new Counter({
+      name: `${METRIC_PREFIX}socket_option_failures_total`,
+      help: "Socket options the kernel refused on a live socket (the startup check makes these rare).",
+      labelNames: ["listener", "side", "option"] as const,
+      registers,
+    }),
   };
   const listenerUp: Gauge<"listener"> = new Gauge({
     name: `${METRIC_PREFIX}listener_up`,

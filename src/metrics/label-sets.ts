@@ -1,5 +1,5 @@
 import { ALL_CLOSE_REASONS, type CloseReason, type Side, sideOf } from "../proxy/close-reason.js";
-import type { ConnectResult, ReloadResult } from "../proxy/hooks.js";
+import type { AcceptErrno, ConnectResult, OptionSide, ReloadResult } from "../proxy/hooks.js";
 
 /**
  * The closed sets every label value comes from, at run time, so that label
@@ -17,10 +17,16 @@ export type Direction = (typeof Direction)[keyof typeof Direction];
 export const ALL_DIRECTIONS: readonly Direction[] = Object.values(Direction);
 
 /** Every upstream connect result, in the order the docs list them. */
-export const ALL_CONNECT_RESULTS = ["ok", "refused", "unreachable", "dns_failure", "timeout", "error"] as const satisfies readonly ConnectResult[];
+export const ALL_CONNECT_RESULTS = ["ok", "refused", "unreachable", "dns_failure", "timeout", "error", "cancelled"] as const satisfies readonly ConnectResult[];
 
 /** Every reload result. */
-export const ALL_RELOAD_RESULTS = ["success", "failure"] as const satisfies readonly ReloadResult[];
+export const ALL_RELOAD_RESULTS = ["success", "failure", "refused"] as const satisfies readonly ReloadResult[];
+
+/** Every accept-error errno label. */
+export const ALL_ACCEPT_ERRNOS = ["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM", "other"] as const satisfies readonly AcceptErrno[];
+
+/** The sides a socket option failure is counted on. */
+export const ALL_OPTION_SIDES = ["client", "upstream"] as const satisfies readonly OptionSide[];
 
 // Compile-time proof that the run-time lists above hold every member of their
 // union: adding a ConnectResult or ReloadResult without listing it here fails

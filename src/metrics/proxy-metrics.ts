@@ -4,7 +4,7 @@ import type { CloseReason } from "../proxy/close-reason.js";
 import type { ConnectResult, ProxyHooks, SessionSummary } from "../proxy/hooks.js";
 import { type BuildInfo, readBuildInfo } from "./build-info.js";
 import { type Families, registerFamilies } from "./families.js";
-import { ALL_CLOSE_LABELS, ALL_CONNECT_RESULTS, ALL_DIRECTIONS, ALL_RELOAD_RESULTS, Direction } from "./label-sets.js";
+import { ALL_ACCEPT_ERRNOS, ALL_CLOSE_LABELS, ALL_CONNECT_RESULTS, ALL_DIRECTIONS, ALL_RELOAD_RESULTS, Direction } from "./label-sets.js";
 
 export { METRIC_PREFIX } from "./families.js";
 
@@ -101,6 +101,11 @@ export class ProxyMetrics {
         // New listeners of the new config show their zero series at once.
         this.createConfiguredListeners();
       },
+      acceptFailed: (listener, errno) => {
+        this.forListener(listener);
+        this.families.acceptErrors.inc({ listener, errno });
+      },
+      socketOptionFailed: (listener, side, option) => this.families.optionFailures.inc({ listener, side, option }),
     };
   }
 
@@ -185,6 +190,7 @@ export class ProxyMetrics {
       this.families.bytes.inc({ listener, direction }, 0);
       bytes[direction] = this.families.bytes.labels({ listener, direction });
     }
+    for (const errno of ALL_ACCEPT_ERRNOS) this.families.acceptErrors.inc({ listener, errno }, 0);
     this.families.accepted.inc({ listener }, 0);
     this.families.active.set({ listener }, 0);
     this.families.connectDuration.zero({ listener });

@@ -42,6 +42,14 @@ export const CloseReason = {
   ProxyMaxDuration: "proxy_max_duration",
   /** No byte either way for the listener's idle timeout (off by default). */
   ProxyIdleTimeout: "proxy_idle_timeout",
+  /** One side had sent its FIN and no byte moved the other way for the listener's half-close timeout (off by default). */
+  ProxyHalfCloseTimeout: "proxy_half_close_timeout",
+  /**
+   * The proxy itself ran short of descriptors, socket buffers or memory
+   * (EMFILE, ENFILE, ENOBUFS, ENOMEM) and could not serve the client: not the
+   * upstream's fault, and counted in accept_errors_total.
+   */
+  ProxyResourcesExhausted: "proxy_resources_exhausted",
   /** The proxy was stopping and the drain timeout ran out. */
   ProxyShutdown: "proxy_shutdown",
 } as const;

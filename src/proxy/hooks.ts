@@ -16,11 +16,25 @@ export interface SessionSummary {
   readonly durationMs: number;
 }
 
-/** Outcome of one upstream connect attempt, from a closed set (a metrics label). */
-export type ConnectResult = "ok" | "refused" | "unreachable" | "dns_failure" | "timeout" | "error";
+/**
+ * Outcome of one upstream connect attempt, from a closed set (a metrics label).
+ * `cancelled`: the proxy abandoned the attempt (the client left, shutdown, the
+ * session's maximum duration); it is neither a success nor a failure of the
+ * upstream and has no effect on its health.
+ */
+export type ConnectResult = "ok" | "refused" | "unreachable" | "dns_failure" | "timeout" | "error" | "cancelled";
 
-/** Outcome of a config reload, from a closed set (a metrics label). */
-export type ReloadResult = "success" | "failure";
+/**
+ * Outcome of a config reload, from a closed set (a metrics label). `refused`:
+ * the proxy was already draining for shutdown, so nothing was loaded.
+ */
+export type ReloadResult = "success" | "failure" | "refused";
+
+/** Why the proxy could not take a client, by errno, from a closed set (a metrics label). */
+export type AcceptErrno = "EMFILE" | "ENFILE" | "ENOBUFS" | "ENOMEM" | "other";
+
+/** The leg a socket option belongs to (a metrics label). */
+export type OptionSide = "client" | "upstream";
 
 /**
  * The observation points of the proxy: logging, metrics and tests subscribe
@@ -31,8 +45,12 @@ export interface ProxyHooks {
   clientAccepted?(listener: string): void;
   upstreamConnected?(listener: string, result: ConnectResult, durationMs: number, errno: string | undefined): void;
   sessionClosed?(summary: SessionSummary): void;
-  /** A reload was applied (`success`) or refused, the running config left in force (`failure`). */
+  /** A reload was applied (`success`), failed with the running config left in force (`failure`), or refused during a drain (`refused`). */
   configReloaded?(result: ReloadResult): void;
+  /** The proxy could not serve a client for lack of its own resources (descriptors, buffers, memory). */
+  acceptFailed?(listener: string, errno: AcceptErrno): void;
+  /** The kernel refused a socket option on a live socket. */
+  socketOptionFailed?(listener: string, side: OptionSide, option: string): void;
 }
 
 /** Calls every hook set in order; used to stack logging, metrics and test observers. */
@@ -49,6 +67,12 @@ export function combineHooks(...all: ProxyHooks[]): ProxyHooks {
     },
     configReloaded: (result) => {
       for (const h of all) h.configReloaded?.(result);
+    },
+    acceptFailed: (listener, errno) => {
+      for (const h of all) h.acceptFailed?.(listener, errno);
+    },
+    socketOptionFailed: (listener, side, option) => {
+      for (const h of all) h.socketOptionFailed?.(listener, side, option);
     },
   };
 }

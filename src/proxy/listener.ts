@@ -1,15 +1,18 @@
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
-import type { LegOptions, SocketOptions } from "../net/socket-options.js";
+import { nearDescriptorLimit } from "../net/descriptor-headroom.js";
+import type { LegOptions, OptionFailure, SocketOptions } from "../net/socket-options.js";
+import { LogThrottle } from "../util/log-throttle.js";
 import { formatHostPort, type HostPort, unmapIPv4 } from "../util/host-port.js";
 import type { AccessList } from "./access-list.js";
 import { CloseReason } from "./close-reason.js";
 import type { ConnectionBudget } from "./connection-budget.js";
 import { ListenError } from "./errors.js";
-import type { ProxyHooks, SessionSummary } from "./hooks.js";
+import type { AcceptErrno, ConnectResult, OptionSide, ProxyHooks, SessionSummary } from "./hooks.js";
 import { readProxyHeader } from "./proxy-header-reader.js";
 import { encodeProxyHeader, type Endpoint, type ProxyProtocolVersion } from "./proxy-protocol.js";
 import { formatAddress, Session, type SessionOwner } from "./session.js";
+import type { ConnectOutcome } from "./upstream-connector.js";
 import { UpstreamPool, type UpstreamPolicy } from "./upstream-pool.js";
 
 /** Everything one listener needs; a reload swaps it for new sessions only. */
@@ -21,6 +24,8 @@ export interface ListenerSettings {
   readonly idleTimeoutMs: number;
   /** 0 = off. */
   readonly maxSessionDurationMs: number;
+  /** After one side's FIN, reset when no byte moves the other way for this long; 0 = off. */
+  readonly halfCloseTimeoutMs: number;
   /** 0 = no limit. */
   readonly maxConnections: number;
   readonly access: AccessList;
@@ -42,15 +47,18 @@ export interface ListenerDeps {
   readonly processBudget: ConnectionBudget;
   /** Makes a per-listener budget (a seam for tests). */
   readonly makeBudget: (max: number) => ConnectionBudget;
+  /** The process's soft RLIMIT_NOFILE, when known: clients beyond it are reset rather than half-served. */
+  readonly descriptorLimit: number | undefined;
 }
 
 // The connection-limit slots a session holds (Session.slots bits).
 const LISTENER_SLOT = 1;
 const PROCESS_SLOT = 2;
 
-// A denied address is logged at most once a minute; the map is cleared when it grows past this.
+// How often each kind of repeated warning may be logged.
 const DENIED_LOG_INTERVAL_MS = 60_000;
-const DENIED_LOG_MAX_ENTRIES = 10_000;
+const RESOURCES_LOG_INTERVAL_MS = 1_000;
+const OPTION_LOG_INTERVAL_MS = 60_000;
 
 /**
  * One listening socket and the sessions it accepted. Accepted clients are
@@ -62,17 +70,30 @@ export class ProxyListener implements SessionOwner {
   private readonly server: Server;
   private accepting = false;
   private pool: UpstreamPool;
-  private readonly budget: ConnectionBudget;
-  private readonly deniedLoggedAt = new Map<string, number>();
+  /** Shared with the listener this one replaced, so maxConnections holds across reloads. */
+  readonly budget: ConnectionBudget;
+  private readonly deniedLog = new LogThrottle(DENIED_LOG_INTERVAL_MS);
+  private readonly resourcesLog = new LogThrottle(RESOURCES_LOG_INTERVAL_MS);
+  private readonly optionLog = new LogThrottle(OPTION_LOG_INTERVAL_MS);
+  private readonly prepareUpstream = (socket: Socket): void => {
+    const failures = this.deps.socketOptions.apply(socket, this.settings.upstreamLeg);
+    if (failures.length > 0) this.optionsRefused("upstream", failures);
+  };
 
+  /** `budget`: the connection budget of the listener this one replaces, if any. */
   constructor(
     private settings: ListenerSettings,
     private readonly deps: ListenerDeps,
+    budget?: ConnectionBudget,
   ) {
     this.pool = new UpstreamPool(settings.upstream);
-    this.budget = deps.makeBudget(settings.maxConnections);
+    this.budget = budget ?? deps.makeBudget(settings.maxConnections);
+    this.budget.max = settings.maxConnections;
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
-    this.server.on("error", (error) => deps.logger.error({ err: error, listener: settings.name }, "listener error"));
+    // Errors while binding are start()'s to report (one line); later ones are accept errors.
+    this.server.on("error", (error: NodeJS.ErrnoException) => {
+      if (this.accepting) this.acceptFailed(error.code, "accept");
+    });
   }
 
   get name(): string {
@@ -117,7 +138,11 @@ export class ProxyListener implements SessionOwner {
     return address && typeof address === "object" ? address : undefined;
   }
 
-  /** New sessions use these settings; live sessions keep theirs. Listen address changes need a new listener. */
+  /**
+   * New sessions use these settings; live sessions keep theirs. A new name on
+   * the same address keeps the listening socket (nothing queued is dropped);
+   * other listen address changes need a new listener.
+   */
   update(settings: ListenerSettings): void {
     if (!samePolicy(this.settings.upstream, settings.upstream)) this.pool = new UpstreamPool(settings.upstream);
     // Sockets accepted from now on inherit the new client-leg options; live ones keep theirs.
@@ -137,6 +162,12 @@ export class ProxyListener implements SessionOwner {
     if (this.server.listening) this.server.close();
   }
 
+  /** Binds again after stopAccepting (a reload that had to free the port and then failed). */
+  async restart(): Promise<void> {
+    if (this.server.listening) return;
+    await this.start();
+  }
+
   /** Called by a session when both of its sockets have closed. */
   sessionClosed(session: Session, summary: SessionSummary): void {
     this.sessions.delete(session);
@@ -152,7 +183,36 @@ export class ProxyListener implements SessionOwner {
    */
   private applyClientOptions(options: LegOptions): void {
     const failures = this.deps.socketOptions.applyToListener(this.server, options);
-    if (failures.length > 0) this.deps.logger.error({ listener: this.settings.name, failures }, "listening socket refused client-leg options");
+    if (failures.length > 0) this.optionsRefused("client", failures);
+  }
+
+  /** Counts every refused option, and warns at most once a minute per option. */
+  private optionsRefused(side: OptionSide, failures: readonly OptionFailure[]): void {
+    for (const f of failures) {
+      this.deps.hooks.socketOptionFailed?.(this.settings.name, side, f.option);
+      if (this.optionLog.allow(`${side}/${f.option}`)) {
+        this.deps.logger.warn(
+          { listener: this.settings.name, side, option: f.option, value: f.value, errno: f.errno },
+          "the kernel refused a socket option (logged once a minute per option)",
+        );
+      }
+    }
+  }
+
+  /**
+   * The proxy could not serve a client for its own lack of descriptors,
+   * buffers or memory: counted, warned at most once a second, never blamed on
+   * the upstream.
+   */
+  private acceptFailed(code: string | undefined, during: "accept" | "connect"): void {
+    const errno = acceptErrno(code);
+    this.deps.hooks.acceptFailed?.(this.settings.name, errno);
+    if (this.resourcesLog.allow(errno)) {
+      this.deps.logger.warn(
+        { listener: this.settings.name, errno: code ?? errno, during, liveSessions: this.sessions.size },
+        "out of descriptors or buffers: resetting clients until some are free (raise LimitNOFILE / ulimit -n; logged once a second)",
+      );
+    }
   }
 
   /** Resets every live session with the given reason. */
@@ -165,22 +225,31 @@ export class ProxyListener implements SessionOwner {
     const session = new Session(
       this.deps.nextSessionId(),
       client,
-      { listener: settings.name, client: settings.client, upstream: settings.upstreamLeg, idleTimeoutMs: settings.idleTimeoutMs },
-      this.deps.socketOptions,
+      { listener: settings.name, idleTimeoutMs: settings.idleTimeoutMs, halfCloseTimeoutMs: settings.halfCloseTimeoutMs },
       this,
       this.deps.logger,
     );
+    this.sessions.add(session);
+    this.deps.hooks.clientAccepted?.(settings.name);
+    // A client that reset between the handshake and this callback has no
+    // address left: nothing can be judged about it, and it is simply gone.
+    const remote = client.remoteAddress;
+    if (remote === undefined) {
+      session.abort(CloseReason.ClientReset);
+      return;
+    }
+    if (nearDescriptorLimit(client, this.deps.descriptorLimit)) {
+      this.acceptFailed("EMFILE", "accept");
+      session.abort(CloseReason.ProxyResourcesExhausted, "EMFILE");
+      return;
+    }
     const withinListener = this.budget.tryAcquire();
     const withinProcess = withinListener && this.deps.processBudget.tryAcquire();
     session.slots = (withinListener ? LISTENER_SLOT : 0) | (withinProcess ? PROCESS_SLOT : 0);
-    this.sessions.add(session);
-    this.deps.hooks.clientAccepted?.(settings.name);
-
     if (!withinProcess) {
       session.abort(CloseReason.ProxyConnectionLimit);
       return;
     }
-    const remote = client.remoteAddress ?? "";
     const pp = settings.acceptProxyProtocol;
     if (pp && !pp.trusted.permits(remote)) {
       session.abort(CloseReason.ClientProxyUntrusted);
@@ -189,11 +258,11 @@ export class ProxyListener implements SessionOwner {
     if (!pp && !this.admit(session, remote)) return;
     session.begin(settings.maxSessionDurationMs);
     if (!pp) {
-      this.connect(session, settings, undefined);
+      void this.connect(session, settings, undefined);
       return;
     }
-    void readProxyHeader(client, pp.accept, pp.headerTimeoutMs).then((result) => {
-      if (!session.open) return;
+    void readProxyHeader(client, pp.accept, pp.headerTimeoutMs, session.signal).then((result) => {
+      if (!session.open || (!result.ok && result.cause === "cancelled")) return;
       if (!result.ok) {
         this.deps.logger.debug({ sessionId: session.id, client: session.clientAddress, why: result.why }, "PROXY header refused");
         session.abort(result.cause === "timeout" ? CloseReason.ClientProxyHeaderTimeout : CloseReason.ClientProxyHeaderInvalid);
@@ -202,47 +271,61 @@ export class ProxyListener implements SessionOwner {
       const origin = result.header.source;
       if (origin) session.setClientOrigin(formatAddress(origin.address, origin.port));
       if (!this.admit(session, origin?.address ?? remote)) return;
-      this.connect(session, settings, origin && result.header.destination ? [origin, result.header.destination] : undefined);
+      return this.connect(session, settings, origin && result.header.destination ? [origin, result.header.destination] : undefined);
     });
   }
 
   /** Applies the access list to the client's (original) address; a denied client is reset. */
   private admit(session: Session, address: string): boolean {
     if (this.settings.access.permits(address)) return true;
-    const now = Date.now();
-    const last = this.deniedLoggedAt.get(address) ?? 0;
-    if (now - last >= DENIED_LOG_INTERVAL_MS) {
-      if (this.deniedLoggedAt.size >= DENIED_LOG_MAX_ENTRIES) this.deniedLoggedAt.clear();
-      this.deniedLoggedAt.set(address, now);
+    if (this.deniedLog.allow(address)) {
       this.deps.logger.warn({ listener: this.settings.name, client: address }, "client denied by access list (logged once a minute per address)");
     }
     session.abort(CloseReason.ClientDenied);
     return false;
   }
 
-  /** Connects the upstream (with failover) and hands it to the session. */
-  private connect(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined): void {
+  /**
+   * Connects the upstream (with failover) and hands it to the session. The
+   * client is read meanwhile, so a client that resets is seen at once and the
+   * connect is abandoned through the session's signal.
+   */
+  private async connect(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined): Promise<void> {
     const client = session.client;
-    const pending = this.pool.connect((result, durationMs, errno, address) => {
-      this.deps.hooks.upstreamConnected?.(settings.name, result, durationMs, errno);
-      if (result !== "ok") {
-        this.deps.logger.warn({ listener: settings.name, upstream: address, result, errno }, "upstream unreachable");
-      }
+    session.watchWhileConnecting();
+    const outcome = await this.pool.connect({
+      signal: session.signal,
+      prepare: this.prepareUpstream,
+      onAttempt: (result, durationMs, errno, address) => this.attempted(settings.name, result, durationMs, errno, address),
     });
-    const cancel = (): void => pending.cancel();
-    client.once("close", cancel);
-    void pending.done.then((outcome) => {
-      client.off("close", cancel);
-      if (outcome.ok) {
-        const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
-        session.attachUpstream(outcome.socket, outcome.address, header);
-        return;
-      }
-      if (!session.open) return; // the client left first; its own reason stands
-      const reason = outcome.result === "timeout" ? CloseReason.UpstreamConnectTimeout : CloseReason.UpstreamConnectFailed;
-      session.failConnect(reason, outcome.errno, outcome.address);
-    });
+    if (outcome.ok) {
+      const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
+      session.attachUpstream(outcome.socket, outcome.address, header);
+      return;
+    }
+    this.connectFailed(session, outcome);
   }
+
+  private attempted(listener: string, result: ConnectResult, durationMs: number, errno: string | undefined, address: string | undefined): void {
+    this.deps.hooks.upstreamConnected?.(listener, result, durationMs, errno);
+    if (result !== "ok" && result !== "cancelled") this.deps.logger.warn({ listener, upstream: address, result, errno }, "upstream unreachable");
+  }
+
+  private connectFailed(session: Session, outcome: Extract<ConnectOutcome, { ok: false }>): void {
+    if (!session.open || outcome.result === "cancelled") return; // the session ended first; its own reason stands
+    if (outcome.result === "local") {
+      this.acceptFailed(outcome.errno, "connect");
+      session.abort(CloseReason.ProxyResourcesExhausted, outcome.errno);
+      return;
+    }
+    const reason = outcome.result === "timeout" ? CloseReason.UpstreamConnectTimeout : CloseReason.UpstreamConnectFailed;
+    session.failConnect(reason, outcome.errno, outcome.address);
+  }
+}
+
+/** The accept-errors label of an errno. */
+function acceptErrno(code: string | undefined): AcceptErrno {
+  return code === "EMFILE" || code === "ENFILE" || code === "ENOBUFS" || code === "ENOMEM" ? code : "other";
 }
 
 /** The client's address and the address it connected to, for a PROXY header. */

@@ -3,18 +3,22 @@ import { parseProxyHeader, type ProxyHeader, type ProxyProtocolVersion } from ".
 
 export type HeaderReadResult =
   | { readonly ok: true; readonly header: ProxyHeader }
-  | { readonly ok: false; readonly cause: "invalid" | "timeout"; readonly why: string };
+  | { readonly ok: false; readonly cause: "invalid" | "timeout" | "cancelled"; readonly why: string };
 
 /**
  * Reads a PROXY protocol header from a paused client socket, within a
- * timeout. Bytes after the header are pushed back onto the socket, which is
- * left paused, so the session forwards them as if nothing had been read.
+ * timeout (0 = no timeout). Bytes after the header are pushed back onto the
+ * socket, which is left paused, so the session forwards them as if nothing had
+ * been read. An aborted `signal` (the client reset, the proxy stopping) ends
+ * the wait at once as `cancelled`.
  */
-export function readProxyHeader(socket: Socket, accept: ProxyProtocolVersion | "any", timeoutMs: number): Promise<HeaderReadResult> {
+export function readProxyHeader(socket: Socket, accept: ProxyProtocolVersion | "any", timeoutMs: number, signal: AbortSignal): Promise<HeaderReadResult> {
+  if (signal.aborted) return Promise.resolve({ ok: false, cause: "cancelled", why: "the session ended first" });
   return new Promise((resolve) => {
     let buffered: Buffer = Buffer.alloc(0);
     const finish = (result: HeaderReadResult): void => {
       clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
       socket.off("data", onData);
       socket.off("end", onEnd);
       socket.off("close", onEnd);
@@ -34,7 +38,9 @@ export function readProxyHeader(socket: Socket, accept: ProxyProtocolVersion | "
       if (rest.length > 0) socket.unshift(rest);
     };
     const onEnd = (): void => finish({ ok: false, cause: "invalid", why: "the connection ended before a complete PROXY header" });
-    const timer = setTimeout(() => finish({ ok: false, cause: "timeout", why: `no PROXY header within ${timeoutMs}ms` }), timeoutMs);
+    const onAbort = (): void => finish({ ok: false, cause: "cancelled", why: "the session ended first" });
+    const timer = timeoutMs > 0 ? setTimeout(() => finish({ ok: false, cause: "timeout", why: `no PROXY header within ${timeoutMs}ms` }), timeoutMs) : undefined;
+    signal.addEventListener("abort", onAbort, { once: true });
     socket.on("data", onData);
     socket.once("end", onEnd);
     socket.once("close", onEnd);

@@ -1,6 +1,5 @@
 import type { Socket } from "node:net";
 import type { Logger } from "pino";
-import type { SocketOptions, LegOptions } from "../net/socket-options.js";
 import { CloseReason, type Leg, isCleanClose, reasonForSocketError, sideOf } from "./close-reason.js";
 import { formatHostPort, unmapIPv4 } from "../util/host-port.js";
 import type { SessionSummary } from "./hooks.js";
@@ -8,10 +7,10 @@ import type { SessionSummary } from "./hooks.js";
 /** The settings a session needs from its listener, fixed when it is accepted. */
 export interface SessionSettings {
   readonly listener: string;
-  readonly client: LegOptions;
-  readonly upstream: LegOptions;
   /** 0 disables the idle timeout. */
   readonly idleTimeoutMs: number;
+  /** After one side's FIN, reset both legs when no byte moves the other way for this long; 0 = off. */
+  readonly halfCloseTimeoutMs: number;
 }
 
 /** Who owns a session and hears when it has finished (the listener). */
@@ -56,6 +55,16 @@ function legClosed(this: SessionSocket): void {
   this[kSession].socketClosed();
 }
 
+/** While the upstream connect is pending: keep what the client sends, up to one high-water mark. */
+function holdChunk(this: SessionSocket, chunk: Buffer): void {
+  this[kSession].hold(chunk);
+}
+
+/** On the leg still sending after the other side's FIN: bytes moved, so the half-closed session is alive. */
+function markMoved(this: SessionSocket): void {
+  this[kSession].halfCloseMovedAt = Date.now();
+}
+
 /**
  * One client socket paired with one upstream socket. Bytes are copied both
  * ways with backpressure: a side is paused while its peer's write buffer is
@@ -77,12 +86,23 @@ export class Session {
   private errno: string | undefined;
   private openSockets = 1;
   private finished = false;
+  /**
+   * Aborted when the session ends before its upstream is attached: the PROXY
+   * header read, the DNS lookup, the backoff and the connect all honour it.
+   */
+  private readonly connectAbort = new AbortController();
+  /** What the client sent while the upstream connect was pending. */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private clientEnded = false;
+  private halfCloseTimer: NodeJS.Timeout | undefined;
+  /** Date.now() of the last byte read on the leg still sending after a FIN (set by markMoved). */
+  halfCloseMovedAt = 0;
 
   constructor(
     readonly id: string,
     readonly client: Socket,
     private readonly settings: SessionSettings,
-    private readonly options: SocketOptions,
     private readonly owner: SessionOwner,
     private readonly logger: Logger,
   ) {
@@ -101,6 +121,31 @@ export class Session {
    */
   begin(maxDurationMs: number): void {
     if (maxDurationMs > 0) this.maxDurationTimer = setTimeout(() => this.abort(CloseReason.ProxyMaxDuration), maxDurationMs);
+  }
+
+  /** Aborted when the session no longer needs an upstream (it ended, or was aborted). */
+  get signal(): AbortSignal {
+    return this.connectAbort.signal;
+  }
+
+  /**
+   * Reads the client while its upstream connect is pending, so that a client
+   * that resets or fails is seen at once and its connect abandoned. What it
+   * sends is held (at most one high-water mark; then reading pauses until the
+   * upstream is attached) and forwarded first; a FIN is kept and passed on
+   * after it, so a request-then-FIN client still gets its answer.
+   */
+  watchWhileConnecting(): void {
+    if (this.upstream !== undefined || this.client.destroyed) return;
+    this.client.on("data", holdChunk);
+    this.client.resume();
+  }
+
+  /** Keeps one chunk sent before the upstream was attached (called by holdChunk). */
+  hold(chunk: Buffer): void {
+    this.held.push(chunk);
+    this.heldBytes += chunk.length;
+    if (this.heldBytes >= this.client.readableHighWaterMark) this.client.pause();
   }
 
   /** Records the original client address a PROXY protocol header carried. */
@@ -133,7 +178,7 @@ export class Session {
    * after `preamble` (a PROXY protocol header) when one is given.
    */
   attachUpstream(upstream: Socket, address: string, preamble?: Buffer): void {
-    if (this.abortReason !== undefined || this.client.destroyed) {
+    if (this.finished || this.abortReason !== undefined || this.client.destroyed) {
       upstream.destroy();
       return;
     }
@@ -148,20 +193,31 @@ export class Session {
     upstream.on("error", legError);
     upstream.on("end", forwardEnd);
     upstream.once("close", legClosed);
-    const failures = this.options.apply(upstream, this.settings.upstream);
-    if (failures.length > 0) this.logger.debug({ sessionId: this.id, failures }, "upstream socket options refused");
     if (this.settings.idleTimeoutMs > 0) {
       // Every byte either way is read or written on the client socket, so its
       // inactivity is the session's inactivity.
       this.client.setTimeout(this.settings.idleTimeoutMs, () => this.abort(CloseReason.ProxyIdleTimeout));
     }
     if (preamble) upstream.write(preamble);
+    client.off("data", holdChunk);
+    let upstreamWritable = true;
+    for (const chunk of this.held) upstreamWritable = upstream.write(chunk);
+    this.held = [];
+    this.heldBytes = 0;
     upstream.on("drain", resumePeer);
     client.on("drain", resumePeer);
     upstream.on("data", forwardChunk);
     client.on("data", forwardChunk);
-    // The client was paused since accept (pauseOnConnect), so a 'data' listener alone does not start it.
-    client.resume();
+    // The client's FIN came while connecting: pass it on after what it sent.
+    if (this.clientEnded || client.readableEnded) {
+      upstream.end();
+      this.startHalfCloseWatch(client);
+    } else if (upstreamWritable) {
+      // Paused since accept (pauseOnConnect) or by hold(): a 'data' listener alone does not start it.
+      client.resume();
+    } else {
+      client.pause(); // the upstream's 'drain' resumes it
+    }
     this.logger.debug({ sessionId: this.id, client: this.clientAddress, upstream: address }, "session established");
   }
 
@@ -189,12 +245,41 @@ export class Session {
   /** A leg sent FIN; the side that finished first names the clean reason. */
   legEnded(socket: Socket): void {
     this.eofReason ??= socket === this.client ? CloseReason.ClientEof : CloseReason.UpstreamEof;
+    if (socket === this.client) this.clientEnded = true;
+    if (this.upstream === undefined) return; // still connecting: attachUpstream passes the FIN on
+    if (this.halfCloseTimer === undefined) this.startHalfCloseWatch(socket);
+    else this.stopHalfCloseWatch(); // both sides have sent FIN: nothing is half-open any more
+  }
+
+  /**
+   * `finished` sent FIN; the session stays alive while bytes keep moving the
+   * other way, and is reset once none has for halfCloseTimeoutMs.
+   */
+  private startHalfCloseWatch(finished: Socket): void {
+    const timeoutMs = this.settings.halfCloseTimeoutMs;
+    const still = finished === this.client ? this.upstream : this.client;
+    if (timeoutMs <= 0 || still === undefined || this.finished) return;
+    this.halfCloseMovedAt = Date.now();
+    still.on("data", markMoved);
+    const check = (): void => {
+      const quietMs = Date.now() - this.halfCloseMovedAt;
+      if (quietMs >= timeoutMs) this.abort(CloseReason.ProxyHalfCloseTimeout);
+      else this.halfCloseTimer = setTimeout(check, timeoutMs - quietMs);
+    };
+    this.halfCloseTimer = setTimeout(check, timeoutMs);
+  }
+
+  private stopHalfCloseWatch(): void {
+    clearTimeout(this.halfCloseTimer);
+    this.halfCloseTimer = undefined;
   }
 
   private recordAbort(reason: CloseReason, errno: string | undefined): void {
     if (this.abortReason !== undefined) return;
     this.abortReason = reason;
     this.errno = errno;
+    // Whatever the session was waiting for (a PROXY header, a connect) is no longer wanted.
+    this.connectAbort.abort();
   }
 
   /** One of the session's sockets closed; the session finishes with the last. */
@@ -212,8 +297,11 @@ export class Session {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.connectAbort.abort();
+    this.held = [];
     if (this.settings.idleTimeoutMs > 0) this.client.setTimeout(0);
     if (this.maxDurationTimer) clearTimeout(this.maxDurationTimer);
+    this.stopHalfCloseWatch();
     const reason = this.abortReason ?? this.eofReason ?? CloseReason.ClientEof;
     this.owner.sessionClosed(this, {
       sessionId: this.id,

@@ -2,58 +2,77 @@ import { Socket } from "node:net";
 import { formatHostPort } from "../util/host-port.js";
 import type { ConnectResult } from "./hooks.js";
 
-/** A connected upstream socket, or why there is none. */
+/**
+ * A connected upstream socket, or why there is none. `cancelled` means the
+ * proxy abandoned the wait (see AbortSignal below); `local` means the proxy
+ * itself had no descriptor or buffer for the socket (EMFILE, ENFILE, ENOBUFS,
+ * ENOMEM), which says nothing about the upstream.
+ */
 export type ConnectOutcome =
   | { readonly ok: true; readonly socket: Socket; readonly address: string; readonly durationMs: number }
   | {
       readonly ok: false;
-      readonly result: Exclude<ConnectResult, "ok">;
+      readonly result: Exclude<ConnectResult, "ok"> | "local";
       readonly errno: string | undefined;
       readonly address: string | undefined;
       readonly durationMs: number;
     };
 
-/** A pending connect that the caller can abandon (the client went away). */
-export interface PendingConnect {
-  readonly done: Promise<ConnectOutcome>;
-  cancel(): void;
+/** Prepares a freshly connected socket (its leg's socket options) before anyone else sees it. */
+export type SocketPreparer = (socket: Socket) => void;
+
+/** The errnos that mean the proxy is out of its own resources, not that the peer failed. */
+const LOCAL_RESOURCE_ERRNOS: ReadonlySet<string> = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"]);
+
+/** Whether an errno is the proxy's own shortage (descriptors, buffers, memory). */
+export function isLocalResourceErrno(code: string | undefined): boolean {
+  return code !== undefined && LOCAL_RESOURCE_ERRNOS.has(code);
 }
 
 /**
- * One TCP connect to an IP address, bounded by a timeout. Never rejects:
- * every failure becomes an outcome with a ConnectResult and the errno.
+ * One TCP connect to an IP address, bounded by a timeout and by `signal`.
+ * Never rejects: every failure becomes an outcome with its result and errno.
+ * The socket's options are applied by `prepare` the moment it connects, where
+ * the socket is made (as undici's connector does), so the session only ever
+ * pairs two ready sockets. An aborted signal destroys the socket at once and
+ * settles as `cancelled`.
  */
-export function connectOnce(ip: string, port: number, timeoutMs: number): PendingConnect {
+export function connectOnce(ip: string, port: number, timeoutMs: number, signal: AbortSignal, prepare?: SocketPreparer): Promise<ConnectOutcome> {
   const started = performance.now();
   const address = formatHostPort({ host: ip, port });
-  const socket = new Socket({ allowHalfOpen: true });
-  let settle!: (outcome: ConnectOutcome) => void;
-  const done = new Promise<ConnectOutcome>((resolve) => {
-    settle = resolve;
+  if (signal.aborted) return Promise.resolve({ ok: false, result: "cancelled", errno: undefined, address, durationMs: 0 });
+  return new Promise<ConnectOutcome>((resolve) => {
+    const socket = new Socket({ allowHalfOpen: true });
+    let settled = false;
+    const finish = (outcome: ConnectOutcome): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      resolve(outcome);
+    };
+    const fail = (result: Exclude<ConnectResult, "ok"> | "local", errno: string | undefined): void => {
+      if (settled) return;
+      socket.destroy();
+      finish({ ok: false, result, errno, address, durationMs: performance.now() - started });
+    };
+    const onAbort = (): void => fail("cancelled", undefined);
+    const timer = setTimeout(() => fail("timeout", "ETIMEDOUT"), timeoutMs);
+    signal.addEventListener("abort", onAbort, { once: true });
+    socket.once("error", (error: NodeJS.ErrnoException) => fail(isLocalResourceErrno(error.code) ? "local" : classifyConnectError(error.code), error.code));
+    socket.once("connect", () => {
+      if (settled) return;
+      // The 'error' listener above stays: until the session attaches its own,
+      // a late error lands there (a no-op once settled) instead of crashing.
+      prepare?.(socket);
+      finish({ ok: true, socket, address, durationMs: performance.now() - started });
+    });
+    socket.connect({ host: ip, port });
   });
-  let settled = false;
-  const fail = (result: Exclude<ConnectResult, "ok">, errno: string | undefined): void => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(timer);
-    socket.destroy();
-    settle({ ok: false, result, errno, address, durationMs: performance.now() - started });
-  };
-  const timer = setTimeout(() => fail("timeout", "ETIMEDOUT"), timeoutMs);
-  socket.once("error", (error: NodeJS.ErrnoException) => fail(classifyConnectError(error.code), error.code));
-  socket.once("connect", () => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(timer);
-    socket.removeAllListeners("error");
-    settle({ ok: true, socket, address, durationMs: performance.now() - started });
-  });
-  socket.connect({ host: ip, port });
-  return { done, cancel: () => fail("error", "ECANCELED") };
 }
 
 /** Maps a connect errno to its ConnectResult label. Pure. */
-export function classifyConnectError(code: string | undefined): Exclude<ConnectResult, "ok"> {
+export function classifyConnectError(code: string | undefined): Exclude<ConnectResult, "ok" | "cancelled"> {
   switch (code) {
     case "ECONNREFUSED":
       return "refused";

@@ -2,15 +2,19 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { formatHostPort, type HostPort } from "../util/host-port.js";
 import type { ConnectResult } from "./hooks.js";
-import { type ConnectOutcome, connectOnce, type PendingConnect } from "./upstream-connector.js";
+import { type ConnectOutcome, connectOnce, type SocketPreparer } from "./upstream-connector.js";
 
 /** How a listener picks and retries its upstreams. */
 export interface UpstreamPolicy {
   readonly targets: readonly HostPort[];
   /** failover: always in the written order; round-robin: rotate the starting point per session. */
   readonly balance: "failover" | "round-robin";
-  /** Further attempts after the first failed one, for one session. */
-  readonly retries: number;
+  /**
+   * Further attempts after the first failed one, for one session. Undefined
+   * (the default): each resolved address once, so one name with several
+   * addresses fails over like several names do, up to MAX_DEFAULT_ATTEMPTS.
+   */
+  readonly retries: number | undefined;
   /** Wait before the first retry; doubles each retry. */
   readonly retryBackoffMs: number;
   /** Consecutive failed connects after which an address is skipped for the cool-down. */
@@ -19,7 +23,14 @@ export interface UpstreamPolicy {
   readonly connectTimeoutMs: number;
 }
 
-/** Called for every single connect attempt (metrics, logs). */
+/**
+ * Attempts per session when `retries` is not set: every resolved address once,
+ * but no more than this, so a name that resolves to fifty addresses cannot
+ * hold a client for fifty connect timeouts.
+ */
+export const MAX_DEFAULT_ATTEMPTS = 8;
+
+/** Called for every single connect attempt that reached the network (metrics, logs). */
 export type AttemptObserver = (result: ConnectResult, durationMs: number, errno: string | undefined, address: string | undefined) => void;
 
 interface Health {
@@ -31,6 +42,15 @@ interface Candidate {
   readonly ip: string;
   readonly port: number;
   readonly key: string;
+}
+
+/** What one session asks of the pool. */
+export interface ConnectRequest {
+  /** Aborted when the session no longer wants an upstream: the wait ends as `cancelled`. */
+  readonly signal: AbortSignal;
+  readonly onAttempt: AttemptObserver;
+  /** Applied to the socket the moment it connects. */
+  readonly prepare?: SocketPreparer;
 }
 
 /**
@@ -49,53 +69,50 @@ export class UpstreamPool {
 
   /**
    * Connects one session's upstream: candidates in policy order, addresses in
-   * cool-down last, up to 1 + retries attempts with doubling backoff. Never
-   * rejects; the outcome of the last attempt is returned on failure.
+   * cool-down last, with doubling backoff between attempts. Never rejects; the
+   * outcome of the last attempt is returned on failure. An aborted signal ends
+   * the wait at once as `cancelled`, which does not touch any address's health.
+   * An attempt that failed for the proxy's own lack of descriptors (`local`)
+   * ends the connect without blaming the address.
    */
-  connect(onAttempt: AttemptObserver): PendingConnect {
-    let current: PendingConnect | undefined;
-    let cancelled = false;
-    let backoffTimer: NodeJS.Timeout | undefined;
-    let wake: (() => void) | undefined;
-    const run = async (): Promise<ConnectOutcome> => {
-      const started = performance.now();
-      const { candidates, dnsErrno } = await this.resolve();
-      if (candidates.length === 0) {
-        const outcome: ConnectOutcome = { ok: false, result: "dns_failure", errno: dnsErrno ?? "ENOTFOUND", address: undefined, durationMs: performance.now() - started };
-        onAttempt(outcome.result, outcome.durationMs, outcome.errno, undefined);
-        return outcome;
+  async connect({ signal, onAttempt, prepare }: ConnectRequest): Promise<ConnectOutcome> {
+    const started = performance.now();
+    const cancelled = (): ConnectOutcome => ({ ok: false, result: "cancelled", errno: undefined, address: undefined, durationMs: performance.now() - started });
+    const { candidates, dnsErrno } = await this.resolve();
+    if (signal.aborted) return cancelled();
+    if (candidates.length === 0) {
+      const outcome: ConnectOutcome = { ok: false, result: "dns_failure", errno: dnsErrno ?? "ENOTFOUND", address: undefined, durationMs: performance.now() - started };
+      onAttempt(outcome.result as ConnectResult, outcome.durationMs, outcome.errno, undefined);
+      return outcome;
+    }
+    const attempts = this.policy.retries === undefined ? Math.min(candidates.length, MAX_DEFAULT_ATTEMPTS) : 1 + this.policy.retries;
+    let last: ConnectOutcome | undefined;
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      if (attempt > 0 && this.policy.retryBackoffMs > 0 && !(await abortableDelay(this.policy.retryBackoffMs * 2 ** (attempt - 1), signal))) {
+        return cancelled();
       }
-      let last: ConnectOutcome | undefined;
-      for (let attempt = 0; attempt <= this.policy.retries && !cancelled; attempt++) {
-        if (attempt > 0 && this.policy.retryBackoffMs > 0) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            backoffTimer = setTimeout(resolve, this.policy.retryBackoffMs * 2 ** (attempt - 1));
-          });
-          if (cancelled) break;
-        }
-        const candidate = candidates[attempt % candidates.length] as Candidate;
-        current = connectOnce(candidate.ip, candidate.port, this.policy.connectTimeoutMs);
-        last = await current.done;
-        if (last.ok) {
-          this.recordSuccess(candidate.key);
-          onAttempt("ok", last.durationMs, undefined, last.address);
-          return last;
-        }
-        this.recordFailure(candidate.key);
-        onAttempt(last.result, last.durationMs, last.errno, last.address);
+      const candidate = candidates[attempt % candidates.length] as Candidate;
+      last = await connectOnce(candidate.ip, candidate.port, this.policy.connectTimeoutMs, signal, prepare);
+      if (last.ok) {
+        this.recordSuccess(candidate.key);
+        onAttempt("ok", last.durationMs, undefined, last.address);
+        return last;
       }
-      return last ?? { ok: false, result: "error", errno: "ECANCELED", address: undefined, durationMs: performance.now() - started };
-    };
-    return {
-      done: run(),
-      cancel: () => {
-        cancelled = true;
-        if (backoffTimer) clearTimeout(backoffTimer);
-        wake?.();
-        current?.cancel();
-      },
-    };
+      if (last.result === "local") return last;
+      onAttempt(last.result, last.durationMs, last.errno, last.address);
+      if (last.result === "cancelled") return last;
+      this.recordFailure(candidate.key);
+    }
+    return last ?? cancelled();
+  }
+
+  /**
+   * What the pool knows of each address it has seen fail: consecutive
+   * failures and the end of its cool-down. Addresses that no longer resolve
+   * are dropped at the next resolution.
+   */
+  healthOf(key: string): { readonly failures: number; readonly downUntil: number } | undefined {
+    return this.health.get(key);
   }
 
   /** Every resolved address of every target, ordered by policy, those in cool-down last. */
@@ -107,6 +124,7 @@ export class UpstreamPool {
       const start = this.cursor++ % all.length;
       all.push(...all.splice(0, start));
     }
+    this.forgetUnresolved(all, resolved.every((r) => Array.isArray(r)));
     const now = this.now();
     const up = all.filter((c) => (this.health.get(c.key)?.downUntil ?? 0) <= now);
     const down = all.filter((c) => (this.health.get(c.key)?.downUntil ?? 0) > now);
@@ -116,6 +134,17 @@ export class UpstreamPool {
   /** Whether an address is being skipped now (for tests and /connections). */
   inCooldown(key: string): boolean {
     return (this.health.get(key)?.downUntil ?? 0) > this.now();
+  }
+
+  /**
+   * Drops health entries of addresses no target resolves to any more, so the
+   * map stays as small as the set of addresses in use. Only after a complete
+   * resolution: a failed lookup says nothing about which addresses are gone.
+   */
+  private forgetUnresolved(all: readonly Candidate[], complete: boolean): void {
+    if (!complete || this.health.size === 0) return;
+    const current = new Set(all.map((c) => c.key));
+    for (const key of this.health.keys()) if (!current.has(key)) this.health.delete(key);
   }
 
   private recordSuccess(key: string): void {
@@ -142,4 +171,20 @@ async function resolveAll(target: HostPort): Promise<Candidate[] | { errno: stri
   } catch (error) {
     return { errno: (error as NodeJS.ErrnoException).code ?? "ENOTFOUND" };
   }
+}
+
+/** Waits `ms`; resolves false at once (and early) when `signal` aborts. */
+function abortableDelay(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
 }

@@ -9,6 +9,7 @@ import { startTestProxy, waitUntil } from "../helpers/in-process-proxy.js";
 import { allSamples, sampleValue } from "../helpers/metrics-text.js";
 import { startAdminSession } from "../helpers/proxied-session.js";
 import { connectClient, observe, sendRandom, startServer } from "../helpers/tcp.js";
+import { ConfigError } from "../../src/config/errors.js";
 
 const L = { listener: "default" };
 const KB = 1024;
@@ -129,11 +130,15 @@ describe("proxy metrics", () => {
     // A listener on the port of the one already bound cannot start: refused, config unchanged.
     const busy = [...p.proxy.listeners.values()][0]?.address()?.port ?? 0;
     await expect(p.proxy.reload({ ...current, listeners: [base, { ...base, name: "third", listen: { host: "127.0.0.1", port: busy } }] })).rejects.toThrow(/in use/);
-    p.proxy.reloadRefused();
+    // A config file that no longer parses: the loader throws, the reload is a failure.
+    await p.proxy.requestReload(() => {
+      throw new ConfigError([{ path: "listeners", message: "is required" }]);
+    });
 
     const m = await p.scrape();
     expect(sampleValue(m, "keepalive_proxy_config_reloads_total", { result: "success" })).toBe(1);
     expect(sampleValue(m, "keepalive_proxy_config_reloads_total", { result: "failure" })).toBe(2);
+    expect(sampleValue(m, "keepalive_proxy_config_reloads_total", { result: "refused" })).toBe(0);
     expect(sampleValue(m, "keepalive_proxy_listener_up", { listener: "second" })).toBe(1);
     expect(sampleValue(m, "keepalive_proxy_sessions_closed_total", { listener: "second", side: "upstream", reason: "upstream_timeout" })).toBe(0);
     expect(allSamples(m).some((s) => s.labels.listener === "third")).toBe(false);
