@@ -36,9 +36,7 @@ export type SessionCap =
  */
 export function sessionCap(config: Pick<Config, "limits" | "listeners">): SessionCap {
   const processMax = config.limits.maxConnections;
-  const listenerSum = config.listeners.every((l) => l.maxConnections > 0)
-    ? config.listeners.reduce((sum, l) => sum + l.maxConnections, 0)
-    : 0;
+  const listenerSum = config.listeners.every((l) => l.maxConnections > 0) ? config.listeners.reduce((sum, l) => sum + l.maxConnections, 0) : 0;
   if (processMax > 0 && (listenerSum === 0 || processMax <= listenerSum)) {
     return { kind: "limited", maxConnections: processMax, from: "limits.maxConnections" };
   }

@@ -1,7 +1,14 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { type Config, configSchema } from "../../src/config/schema.js";
-import { assessDescriptorBudget, descriptorsNeeded, type RaiseOutcome, raiseDescriptorLimit, sessionCap, sessionsSupported } from "../../src/net/descriptor-limit.js";
+import {
+  assessDescriptorBudget,
+  descriptorsNeeded,
+  type RaiseOutcome,
+  raiseDescriptorLimit,
+  sessionCap,
+  sessionsSupported,
+} from "../../src/net/descriptor-limit.js";
 import { loadLibc } from "../../src/net/libc.js";
 
 /**
@@ -64,7 +71,14 @@ describe("descriptor budget", () => {
     const cap = sessionCap(config(1000, [0]));
     const verdict = assessDescriptorBudget(unchanged(2063), cap);
     expect(verdict.level).toBe("warn");
-    expect(verdict.fields).toMatchObject({ softLimit: 2063, hardLimit: 2063, maxConnections: 1000, maxConnectionsFrom: "limits.maxConnections", descriptorsNeeded: 2064, sessionsSupported: 999 });
+    expect(verdict.fields).toMatchObject({
+      softLimit: 2063,
+      hardLimit: 2063,
+      maxConnections: 1000,
+      maxConnectionsFrom: "limits.maxConnections",
+      descriptorsNeeded: 2064,
+      sessionsSupported: 999,
+    });
     for (const fix of ["LimitNOFILE=2064", "ulimit -n 2064", "prlimit", "--ulimit nofile=2064:2064"]) expect(String(verdict.fields.fix)).toContain(fix);
     expect(verdict.msg).not.toMatch(/\d/);
     expect(assessDescriptorBudget(unchanged(2064), cap).level).toBe("debug");
@@ -78,7 +92,10 @@ describe("descriptor budget", () => {
   });
 
   it("reports the soft limit it raised from, and unlimited as a string", () => {
-    const raised: RaiseOutcome = { before: { soft: 1024, hard: Number.POSITIVE_INFINITY }, after: { soft: Number.POSITIVE_INFINITY, hard: Number.POSITIVE_INFINITY } };
+    const raised: RaiseOutcome = {
+      before: { soft: 1024, hard: Number.POSITIVE_INFINITY },
+      after: { soft: Number.POSITIVE_INFINITY, hard: Number.POSITIVE_INFINITY },
+    };
     const verdict = assessDescriptorBudget(raised, sessionCap(config(0, [0])));
     expect(verdict.fields).toMatchObject({ raisedFrom: 1024, softLimit: "unlimited", hardLimit: "unlimited", sessionsSupported: "unlimited" });
     expect(JSON.parse(JSON.stringify(verdict.fields))).toEqual(verdict.fields);
@@ -90,9 +107,21 @@ describe("getrlimit and setrlimit through koffi", () => {
     const libc = loadLibc();
     const proc = procLimits();
     // Resource numbers from <sys/resource.h> on Linux, in /proc's naming.
-    const names = ["Max cpu time", "Max file size", "Max data size", "Max stack size", "Max core file size", "Max resident set", "Max processes", "Max open files"];
+    const names = [
+      "Max cpu time",
+      "Max file size",
+      "Max data size",
+      "Max stack size",
+      "Max core file size",
+      "Max resident set",
+      "Max processes",
+      "Max open files",
+    ];
     for (const [resource, name] of names.entries()) expect(libc.getRlimit(resource), name).toEqual(proc.get(name));
-    expect([...proc.values()].some((l) => l.hard === Number.POSITIVE_INFINITY), "at least one unlimited row to decode").toBe(true);
+    expect(
+      [...proc.values()].some((l) => l.hard === Number.POSITIVE_INFINITY),
+      "at least one unlimited row to decode",
+    ).toBe(true);
   });
 
   it("answers setrlimit's errno instead of throwing", () => {

@@ -56,7 +56,14 @@ describe("descriptor limit at startup", () => {
     const warn = items.findIndex((l) => l.level === "warn" && isBudgetLine(l));
     expect(warn, "a warn line about the descriptor budget").toBeGreaterThanOrEqual(0);
     expect(warn).toBeLessThan(items.findIndex((l) => l.msg === "listening"));
-    expect(items[warn]).toMatchObject({ softLimit: 300, hardLimit: 300, maxConnections: 1000, maxConnectionsFrom: "limits.maxConnections", descriptorsNeeded: 2064, sessionsSupported: 118 });
+    expect(items[warn]).toMatchObject({
+      softLimit: 300,
+      hardLimit: 300,
+      maxConnections: 1000,
+      maxConnectionsFrom: "limits.maxConnections",
+      descriptorsNeeded: 2064,
+      sessionsSupported: 118,
+    });
     expect(String(items[warn]?.fix)).toContain("LimitNOFILE=2064");
   });
 
