@@ -2,9 +2,11 @@
 # Debian packages the test suite needs: iproute2 (ip netns, veth, ss, nstat), procps (sysctl),
 # nftables (making a host vanish), conntrack tools, prometheus + promtool
 # (the metrics tests scrape the proxy with a real Prometheus), haproxy (the
-# reference PROXY protocol peer). Idempotent; needs root.
+# reference PROXY protocol peer), systemd (systemd-analyze verify checks the
+# unit in deploy/systemd; prlimit comes with util-linux, always installed).
+# Idempotent; needs root.
 set -euo pipefail
-packages=(iproute2 nftables conntrack procps prometheus haproxy)
+packages=(iproute2 nftables conntrack procps prometheus haproxy systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@ import { listenerSettings } from "./config/settings.js";
 import type { Config } from "./config/schema.js";
 import { ConfigError, formatProblem } from "./config/errors.js";
 import { softDescriptorLimit } from "./net/descriptor-headroom.js";
+import { checkDescriptorBudget } from "./net/descriptor-limit.js";
 import { loadLibc, type Libc } from "./net/libc.js";
 import { SocketOptions } from "./net/socket-options.js";
 import { CloseReason } from "./proxy/close-reason.js";
@@ -426,8 +427,11 @@ export async function startProxy(config: Config, deps: ProxyDeps): Promise<Keepa
   if (process.platform !== "linux") {
     throw new StartupError(StartupErrorCode.Platform, `keepalive-proxy needs Linux (TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT); this is ${process.platform}`);
   }
-  const socketOptions = new SocketOptions(deps.libc ?? loadLibc());
+  const libc = deps.libc ?? loadLibc();
+  const socketOptions = new SocketOptions(libc);
   verifySocketOptions(socketOptions, config);
+  // Before any listener opens: raise RLIMIT_NOFILE, warn if it cannot hold 2 × maxConnections + 64.
+  checkDescriptorBudget(libc, config, deps.logger);
   const metrics = new ProxyMetrics();
   const proxy = new KeepaliveProxy(config, socketOptions, deps.logger, deps.hooks ? combineHooks(metrics.hooks, deps.hooks) : metrics.hooks);
   proxy.metrics = metrics;

@@ -4,7 +4,8 @@ import koffi from "koffi";
  * The few libc calls the proxy needs that Node does not expose: setsockopt and
  * getsockopt on a socket's file descriptor (Node sets neither TCP_KEEPINTVL nor
  * TCP_KEEPCNT on Node 20, and TCP_USER_TIMEOUT on no version), plus socket and
- * close for the startup check on a throwaway socket.
+ * close for the startup check on a throwaway socket, and getrlimit/setrlimit
+ * for the descriptor budget (Node has no binding for either).
  *
  * koffi is used rather than a native addon: it ships prebuilt binaries for
  * every Node ABI, so the image needs no compiler and one build serves Node 20
@@ -22,6 +23,16 @@ export interface Libc {
   closeFd(fd: number): void;
   /** glibc's mallopt; false where it is missing (musl) or refuses the value. */
   mallopt(param: number, value: number): boolean;
+  /** getrlimit: a resource's soft and hard limit (RLIM_INFINITY as Infinity), or the errno. */
+  getRlimit(resource: number): ResourceLimit | { errno: number };
+  /** setrlimit: 0, or the errno the kernel answered with (EPERM above the hard limit). */
+  setRlimit(resource: number, limit: ResourceLimit): number;
+}
+
+/** A resource limit pair; Infinity stands for RLIM_INFINITY. */
+export interface ResourceLimit {
+  readonly soft: number;
+  readonly hard: number;
 }
 
 const AF_INET = 2;
@@ -40,6 +51,13 @@ export function loadLibc(): Libc {
   const socket = lib.func("int socket(int, int, int)");
   const close = lib.func("int close(int)");
   const mallopt = optionalFunc(lib, "int mallopt(int, int)");
+  // rlim_t is unsigned long on glibc and musl alike (32 or 64 bits); an
+  // anonymous struct, because koffi keeps named types for the process and
+  // loadLibc may run more than once.
+  const rlimit = koffi.struct({ rlim_cur: "unsigned long", rlim_max: "unsigned long" });
+  const getrlimit = lib.func("getrlimit", "int", ["int", koffi.out(koffi.pointer(rlimit))]);
+  const setrlimit = lib.func("setrlimit", "int", ["int", koffi.pointer(rlimit)]);
+  const rlimInfinity = (1n << BigInt(8 * koffi.sizeof("unsigned long"))) - 1n;
   // One reusable out-slot each: these calls are synchronous, so no two can interleave.
   const intOut = [0];
   const lenOut = [0];
@@ -69,7 +87,21 @@ export function loadLibc(): Libc {
     mallopt(param, value) {
       return mallopt !== undefined && mallopt(param, value) === 1;
     },
+    getRlimit(resource) {
+      const out: { rlim_cur?: number | bigint; rlim_max?: number | bigint } = {};
+      if (getrlimit(resource, out) !== 0) return { errno: koffi.errno() };
+      return { soft: fromRlim(out.rlim_cur), hard: fromRlim(out.rlim_max) };
+    },
+    setRlimit(resource, limit) {
+      const toRlim = (n: number): number | bigint => (Number.isFinite(n) ? n : rlimInfinity);
+      return setrlimit(resource, { rlim_cur: toRlim(limit.soft), rlim_max: toRlim(limit.hard) }) === 0 ? 0 : koffi.errno();
+    },
   };
+}
+
+/** koffi hands back a BigInt only for values past 2^53: in practice RLIM_INFINITY. */
+function fromRlim(value: number | bigint | undefined): number {
+  return typeof value === "bigint" ? Number.POSITIVE_INFINITY : (value ?? 0);
 }
 
 function optionalFunc(lib: ReturnType<typeof koffi.load>, definition: string): ((...args: number[]) => number) | undefined {
