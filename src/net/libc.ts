@@ -14,6 +14,8 @@ import koffi from "koffi";
 export interface Libc {
   /** Sets an int option. Returns 0 or the errno the kernel answered with. */
   setInt(fd: number, level: number, name: number, value: number): number;
+  /** Sets SO_LINGER: on, with this many seconds (0: close() sends a reset). Returns 0 or the errno. */
+  setLinger(fd: number, seconds: number): number;
   /** Reads an int option, or the errno. */
   getInt(fd: number, level: number, name: number): { value: number } | { errno: number };
   /** Reads a struct option (TCP_INFO) into a fresh buffer; undefined on error. */
@@ -38,6 +40,8 @@ export interface ResourceLimit {
 const AF_INET = 2;
 const AF_INET6 = 10;
 const SOCK_STREAM = 1;
+const SOL_SOCKET = 1;
+const SO_LINGER = 13;
 
 /** Loads libc through koffi. Throws when not on Linux with glibc or musl. */
 export function loadLibc(): Libc {
@@ -46,6 +50,7 @@ export function loadLibc(): Libc {
   // bare pointer, about 2.5x faster than converting a JS array per call.
   const setsockopt = lib.func("int setsockopt(int, int, int, const void *, uint32_t)");
   const intIn = Buffer.alloc(4);
+  const lingerIn = Buffer.alloc(8); // struct linger { int l_onoff; int l_linger; }
   const getsockoptInt = lib.func("int getsockopt(int, int, int, _Out_ int *, _Inout_ uint32_t *)");
   const getsockoptBuf = lib.func("int getsockopt(int, int, int, _Out_ uint8_t *, _Inout_ uint32_t *)");
   const socket = lib.func("int socket(int, int, int)");
@@ -65,6 +70,11 @@ export function loadLibc(): Libc {
     setInt(fd, level, name, value) {
       intIn.writeInt32LE(value, 0);
       return setsockopt(fd, level, name, intIn, 4) === 0 ? 0 : koffi.errno();
+    },
+    setLinger(fd, seconds) {
+      lingerIn.writeInt32LE(1, 0);
+      lingerIn.writeInt32LE(seconds, 4);
+      return setsockopt(fd, SOL_SOCKET, SO_LINGER, lingerIn, 8) === 0 ? 0 : koffi.errno();
     },
     getInt(fd, level, name) {
       lenOut[0] = 4;

@@ -117,6 +117,29 @@ export class SocketOptions {
     if (errno !== 0) failures.push({ option, value, errno: errnoName(errno) });
   }
 
+  /**
+   * Closes a socket abortively, so its peer sees a reset, not an orderly end.
+   * Node's resetAndDestroy cannot do it once the socket has sent its FIN
+   * (libuv refuses to reset a handle that was shut down, and the close is then
+   * orderly), which is exactly the case of a half-closed session cut by a
+   * timeout; there SO_LINGER with a zero timeout makes close() send the RST.
+   * A socket still connecting has no peer to tell: it is just destroyed.
+   */
+  reset(socket: Socket): void {
+    if (socket.destroyed) return;
+    if (socket.connecting) {
+      socket.destroy();
+      return;
+    }
+    if (socket.writableEnded) {
+      const fd = fdOf(socket);
+      if (fd !== undefined) this.libc.setLinger(fd, 0);
+      socket.destroy();
+      return;
+    }
+    socket.resetAndDestroy();
+  }
+
   /** Reads back what the kernel holds for this socket now, or undefined once it has no fd. */
   read(socket: Socket): KernelLegOptions | undefined {
     const fd = fdOf(socket);

@@ -226,6 +226,7 @@ export class ProxyListener implements SessionOwner {
       this.deps.nextSessionId(),
       client,
       { listener: settings.name, idleTimeoutMs: settings.idleTimeoutMs, halfCloseTimeoutMs: settings.halfCloseTimeoutMs },
+      this.deps.socketOptions,
       this,
       this.deps.logger,
     );

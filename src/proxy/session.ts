@@ -13,6 +13,11 @@ export interface SessionSettings {
   readonly halfCloseTimeoutMs: number;
 }
 
+/** Closes a socket with a reset (SocketOptions fits it). */
+export interface SocketResetter {
+  reset(socket: Socket): void;
+}
+
 /** Who owns a session and hears when it has finished (the listener). */
 export interface SessionOwner {
   sessionClosed(session: Session, summary: SessionSummary): void;
@@ -103,6 +108,7 @@ export class Session {
     readonly id: string,
     readonly client: Socket,
     private readonly settings: SessionSettings,
+    private readonly sockets: SocketResetter,
     private readonly owner: SessionOwner,
     private readonly logger: Logger,
   ) {
@@ -230,8 +236,8 @@ export class Session {
   /** Resets both legs now with this reason, unless a cause was already recorded. */
   abort(reason: CloseReason, errno?: string): void {
     this.recordAbort(reason, errno);
-    resetSocket(this.client);
-    if (this.upstream) resetSocket(this.upstream);
+    this.sockets.reset(this.client);
+    if (this.upstream) this.sockets.reset(this.upstream);
   }
 
   /** A leg failed: its errno becomes the reason (first cause wins) and the other leg is reset. */
@@ -239,7 +245,7 @@ export class Session {
     const leg: Leg = socket === this.client ? "client" : "upstream";
     this.recordAbort(reasonForSocketError(leg, error.code), error.code);
     const other = leg === "client" ? this.upstream : this.client;
-    if (other) resetSocket(other);
+    if (other) this.sockets.reset(other);
   }
 
   /** A leg sent FIN; the side that finished first names the clean reason. */
@@ -317,19 +323,6 @@ export class Session {
       durationMs: Date.now() - this.startedAt,
     });
   }
-}
-
-/**
- * Closes a socket abortively so its peer sees a reset, not an orderly end.
- * A socket still connecting has no peer to tell: it is just destroyed.
- */
-export function resetSocket(socket: Socket): void {
-  if (socket.destroyed) return;
-  if (socket.connecting || typeof socket.resetAndDestroy !== "function") {
-    socket.destroy();
-    return;
-  }
-  socket.resetAndDestroy();
 }
 
 /** `ip:port`, with brackets around IPv6 addresses. */
