@@ -270,7 +270,7 @@ export class KeepaliveProxy {
     } catch (error) {
       const inUse = error instanceof ListenError && (error.cause as NodeJS.ErrnoException | undefined)?.code === "EADDRINUSE";
       const holder = [...this.listeners.values()].find(
-        (l) => l.isAccepting && l.current.listen.port === settings.listen.port && (l === existing || !wanted.has(l.name)),
+        (l) => l.isAccepting && l.address()?.port === settings.listen.port && (l === existing || !wanted.has(l.name)),
       );
       if (!inUse || holder === undefined) throw error;
       holder.stopAccepting();
