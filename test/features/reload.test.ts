@@ -64,6 +64,20 @@ describe("reloads", () => {
     expect(t.logs.some((l) => l.msg === "reload refused: the proxy is shutting down")).toBe(true);
   });
 
+  it("runs overlapping reload requests one at a time, so a listener they add is bound once", async () => {
+    const upstream = await startServer();
+    const t = await startTestProxy({ upstream: `127.0.0.1:${upstream.port}` });
+    const current = t.proxy.currentConfig;
+    const [base] = current.listeners;
+    if (base === undefined) throw new Error("no listener");
+    const withX = (): Config => ({ ...current, listeners: [base, { ...base, name: "x", listen: { host: "127.0.0.1", port: 0 } }] });
+    await Promise.all([t.proxy.requestReload(withX), t.proxy.requestReload(withX), t.proxy.requestReload(withX)]);
+    const bound = t.logs.filter((l) => l.msg === "listening" && l.listener === "x");
+    expect(bound).toHaveLength(1);
+    await t.proxy.requestReload(() => current);
+    expect(await tryConnect(Number(bound[0]?.port))).toBe("ECONNREFUSED");
+  });
+
   it("renames a listener on the same address without rebinding its socket", async () => {
     const upstream = await startServer();
     const t = await startTestProxy({ upstream: `127.0.0.1:${upstream.port}` });
