@@ -21,7 +21,6 @@ const RESULT_TEXT: Record<RungResult, string> = {
   [RungResult.undecided]: "undecided",
   [RungResult.error]: "error",
   [RungResult.notConnected]: "not connected",
-  [RungResult.cancelled]: "cancelled",
 };
 
 const idle = (s: number): string => formatDuration(s * 1000);

@@ -52,7 +52,6 @@ export interface DiscoverDeps {
   readonly socketOptions: SocketOptions;
   /** Called whenever the set of waiting rungs changes. */
   readonly onPending?: (pending: readonly PendingRung[]) => void;
-  readonly signal?: AbortSignal;
 }
 
 /**
@@ -74,7 +73,7 @@ export async function discover(plan: DiscoverPlan, deps: DiscoverDeps): Promise<
       changed();
     },
   };
-  const rungDeps: RungDeps = { socketOptions: deps.socketOptions, probe: plan.probe, connectTimeoutMs: plan.connectTimeoutMs, signal: deps.signal };
+  const rungDeps: RungDeps = { socketOptions: deps.socketOptions, probe: plan.probe, connectTimeoutMs: plan.connectTimeoutMs };
   const unresolved: { upstream: string; code: string }[] = [];
   const perUpstream = await Promise.all(
     plan.upstreams.map(async (target) => {

@@ -25,8 +25,6 @@ export const RungResult = {
   error: "error",
   /** The connection could not be opened, so the rung measured nothing. */
   notConnected: "not_connected",
-  /** The run was cancelled before the rung was decided. */
-  cancelled: "cancelled",
 } as const;
 export type RungResult = (typeof RungResult)[keyof typeof RungResult];
 
@@ -76,7 +74,6 @@ export interface RungDeps {
   readonly socketOptions: SocketOptions;
   readonly probe: ProbeTiming;
   readonly connectTimeoutMs: number;
-  readonly signal?: AbortSignal | undefined;
 }
 
 /** A rung whose connect succeeded, still being measured, or why it did not connect. */
@@ -88,14 +85,10 @@ export type OpenedRung = { readonly ok: true; readonly outcome: Promise<RungOutc
  * unreachable upstream at once; never rejects.
  */
 export async function openRung(ip: string, port: number, idleS: number, pass: RungPass, deps: RungDeps): Promise<OpenedRung> {
-  const pending = connectOnce(ip, port, deps.connectTimeoutMs);
-  const onAbort = (): void => pending.cancel();
-  deps.signal?.addEventListener("abort", onAbort, { once: true });
-  const connected = await pending.done;
-  deps.signal?.removeEventListener("abort", onAbort);
+  const connected = await connectOnce(ip, port, deps.connectTimeoutMs).done;
   if (!connected.ok) {
-    const result = deps.signal?.aborted ? RungResult.cancelled : RungResult.notConnected;
-    return { ok: false, outcome: { idleS, pass, result, errno: connected.errno, decidedAfterMs: connected.durationMs, bytesReceived: 0 } };
+    const outcome = { idleS, pass, result: RungResult.notConnected, errno: connected.errno, decidedAfterMs: connected.durationMs, bytesReceived: 0 };
+    return { ok: false, outcome };
   }
   const refused = deps.socketOptions.apply(connected.socket, {
     keepalive: true,
@@ -126,13 +119,10 @@ function watchRung(socket: Socket, idleS: number, pass: RungPass, deps: RungDeps
       if (done) return;
       done = true;
       clearInterval(poller);
-      deps.signal?.removeEventListener("abort", onAbort);
       // A FIN, not a reset: the upstream application sees a client that connected and left without a byte.
       socket.destroy();
       resolve({ idleS, pass, result, errno, decidedAfterMs: Math.max(0, at - connectedAt), bytesReceived });
     };
-    const onAbort = (): void => finish(RungResult.cancelled, undefined);
-    deps.signal?.addEventListener("abort", onAbort, { once: true });
     socket.on("data", (chunk: Buffer) => {
       bytesReceived += chunk.length;
       quietFrom = performance.now();
@@ -149,7 +139,6 @@ function watchRung(socket: Socket, idleS: number, pass: RungPass, deps: RungDeps
       if (ackedAt !== undefined && ackedAt - quietFrom >= idleMs - JIFFY_TOLERANCE_MS) finish(RungResult.survived, undefined, ackedAt);
       else if (now > quietFrom + idleMs + verdictWindowMs) finish(RungResult.undecided, undefined);
     }, POLL_MS);
-    if (deps.signal?.aborted) onAbort();
   });
 }
 

@@ -53,6 +53,12 @@ describe("keepalive-proxy discover", () => {
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it("exits 3 and names the error when the upstream's name does not resolve", async () => {
+    const result = await runCli(["discover", "--upstream", "no-such-host.invalid:5432", "--ladder", "1s"]);
+    expect(result.code, result.stderr).toBe(3);
+    expect(result.stdout).toMatch(/^no-such-host\.invalid:5432: does not resolve \((ENOTFOUND|EAI_AGAIN)\)$/m);
+  });
+
   it("prints one JSON document, with no progress line when stdout is not a terminal", async () => {
     const { port } = await startServer();
     const result = await runCli(["discover", "--upstream", `127.0.0.1:${port}`, "--ladder", "1s", "--json"]);
