@@ -7,12 +7,11 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { MAX_RUNGS } from "../../src/discover/ladder.js";
 import { CLI, runCli } from "../helpers/run-cli.js";
 import { startServer } from "../helpers/tcp.js";
 import { runTool, toolSupport } from "../helpers/tools.js";
 
-/** The limit in src/discover/ladder.ts. */
-const MAX_RUNGS = 64;
 
 function writeConfig(yaml: string): string {
   const file = join(mkdtempSync(join(tmpdir(), "kp-discover-")), "config.yaml");

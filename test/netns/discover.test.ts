@@ -8,6 +8,7 @@
 // with its refinement pass (about 25 s).
 
 import { describe, test } from "vitest";
+import { DEFAULT_PROBE_TIMING } from "../../src/discover/rung.js";
 import { addRoute, exec, Lab, type Namespace, netnsSupport, nft, sysctl } from "../helpers/netns.js";
 import type { PeerProcess } from "../helpers/peer-process.js";
 import { PeerProcess as Peer } from "../helpers/peer-process.js";
@@ -22,8 +23,8 @@ const ESTABLISHED_TIMEOUT_S = 6;
 /** Two rungs below the router's memory, two above it. */
 const LADDER_S = [2, 4, 9, 12] as const;
 const LADDER = LADDER_S.map((s) => `${s}s`).join(",");
-/** Probe timing of the rung sockets (src/discover/rung.ts): a forgotten rung is decided this long after T. */
-const PROBE_WINDOW_S = 1 * 2;
+/** A forgotten rung is decided this long after T: its unanswered probes run out. */
+const PROBE_WINDOW_S = DEFAULT_PROBE_TIMING.intervalS * DEFAULT_PROBE_TIMING.count;
 /** Process start-up, namespace set-up and scheduling on a loaded machine. */
 const SLACK_MS = 15_000;
 /** The longest a run can take: the longest rung, then a refinement pass started when the shortest casualty is decided. */
