@@ -4,7 +4,9 @@ import type { Logger } from "pino";
 import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { envName, ENV_PREFIX, proxyFlags } from "./cli/flags.js";
+import { discoverFlags } from "./cli/discover-flags.js";
 import { checkConfig } from "./commands/check.js";
+import { type DiscoverFlags, discoverCommand } from "./commands/discover.js";
 import { ExitCode } from "./commands/exit-codes.js";
 import { ConfigError, formatProblem } from "./config/errors.js";
 import { loadConfig, type Override } from "./config/load.js";
@@ -129,6 +131,18 @@ async function check(args: Args): Promise<ExitCode> {
   return checkConfig(config, { connect: args.connect === true, libc: loadLibc(), print: (line) => process.stdout.write(`${line}\n`) });
 }
 
+/** `discover`: the config is read only for --listener, and then only the file (no flag overrides it). */
+async function discover(args: Args): Promise<ExitCode> {
+  const config = args.listener === undefined ? undefined : loadConfig({ file: args.config ?? DEFAULT_CONFIG, overrides: [] });
+  return discoverCommand(args as DiscoverFlags, config, {
+    libc: loadLibc(),
+    print: (line) => process.stdout.write(`${line}\n`),
+    error: (line) => process.stderr.write(`${line}\n`),
+    // \r and erase-line redraw one line in place; only a terminal understands them.
+    progress: process.stdout.isTTY ? (line) => process.stdout.write(`\r\x1b[2K${line ?? ""}`) : undefined,
+  });
+}
+
 function buildParser(argv: string[]): Argv {
   return yargs(argv)
     .scriptName("keepalive-proxy")
@@ -139,11 +153,15 @@ function buildParser(argv: string[]): Argv {
         "Usage:",
         "  $0 [options]                 run the proxy",
         "  $0 check [--connect]         validate the config and print the effective socket options",
+        "  $0 discover --upstream H:P   measure how long the path keeps an idle flow; recommend the keepalive idle",
       ].join("\n"),
     )
     .command("$0", "Run the proxy (default command)")
     .command("check", "Validate the config, print the effective config and each leg's socket options", (y) =>
       y.option("connect", { type: "boolean", desc: "Also open one connection to each upstream and read the options back from the kernel" }),
+    )
+    .command("discover", "Measure how long the path to an upstream keeps an idle flow (keepalive probes only) and recommend the keepalive idle", (y) =>
+      y.options(discoverFlags()),
     )
     .options(proxyFlags())
     // A flag given twice takes the last value, as in most Unix tools.
@@ -161,11 +179,13 @@ function buildParser(argv: string[]): Argv {
         "    keepalive-proxy --config /etc/keepalive-proxy/keepalive-proxy.yaml",
         "  Before a deploy: validate, show each leg's socket options, prove each upstream reachable:",
         "    keepalive-proxy check --config prod.yaml --connect",
+        "  Before choosing the keepalive idle: how long does the path to the upstream keep an idle flow? (up to 30 min)",
+        "    keepalive-proxy discover --upstream db.internal:5432",
         "",
         `Precedence: defaults < config file < environment (${ENV_PREFIX}_<FLAG>, e.g. ${envName("keepalive-idle")}=30s) < flags.`,
         "Durations: 500ms, 30s, 5m, 2h; a bare number is seconds.",
         "Signals: SIGTERM/SIGINT drain then stop; SIGHUP reloads the config file.",
-        "Exit codes: 0 ok; 1 cannot start (address in use, option refused); 2 invalid config or usage; 3 check --connect: upstream unreachable; 70 internal error.",
+        "Exit codes: 0 ok; 1 cannot start (address in use, option refused); 2 invalid config or usage; 3 check --connect or discover: upstream unreachable; 70 internal error.",
       ].join("\n"),
     )
     .version(version())
@@ -186,6 +206,7 @@ async function main(): Promise<void> {
   const command = args._[0];
   try {
     if (command === "check") process.exit(await check(args));
+    else if (command === "discover") process.exit(await discover(args));
     else if (command === undefined) await run(args);
     else {
       process.stderr.write(`keepalive-proxy: unknown command "${command}"; run keepalive-proxy --help\n`);
