@@ -85,7 +85,7 @@ export type OpenedRung = { readonly ok: true; readonly outcome: Promise<RungOutc
  * unreachable upstream at once; never rejects.
  */
 export async function openRung(ip: string, port: number, idleS: number, pass: RungPass, deps: RungDeps): Promise<OpenedRung> {
-  const connected = await connectOnce(ip, port, deps.connectTimeoutMs).done;
+  const connected = await connectOnce(ip, port, deps.connectTimeoutMs, new AbortController().signal);
   if (!connected.ok) {
     const outcome = { idleS, pass, result: RungResult.notConnected, errno: connected.errno, decidedAfterMs: connected.durationMs, bytesReceived: 0 };
     return { ok: false, outcome };
