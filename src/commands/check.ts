@@ -1,10 +1,10 @@
 import { stringify } from "yaml";
 import { listenerSettings } from "../config/settings.js";
 import type { Config } from "../config/schema.js";
+import { writtenConfig } from "../config/written-form.js";
 import type { Libc } from "../net/libc.js";
 import { expectedKernelOptions, type KernelLegOptions, SocketOptions } from "../net/socket-options.js";
 import { UpstreamPool } from "../proxy/upstream-pool.js";
-import { formatDuration } from "../util/duration.js";
 import { formatHostPort } from "../util/host-port.js";
 import { ExitCode } from "./exit-codes.js";
 
@@ -81,9 +81,12 @@ export function describeKernelOptions(o: KernelLegOptions): string {
   ].join(" ");
 }
 
-/** The config as an operator would write it: addresses and durations as text, derived user timeouts filled in. */
+/**
+ * The config as an operator would write it: addresses and durations as text,
+ * derived user timeouts filled in. It reads back as the same effective config.
+ */
 function toDisplay(config: Config): unknown {
-  const filled = {
+  const filled: Config = {
     ...config,
     listeners: config.listeners.map((l) => {
       const settings = listenerSettings(l);
@@ -94,13 +97,5 @@ function toDisplay(config: Config): unknown {
       };
     }),
   };
-  return JSON.parse(
-    JSON.stringify(filled, (key, value: unknown) => {
-      if (value && typeof value === "object" && "host" in value && "port" in value) return formatHostPort(value as { host: string; port: number });
-      if (typeof value === "number" && DURATION_KEYS.has(key)) return formatDuration(value);
-      return value;
-    }),
-  );
+  return writtenConfig(filled);
 }
-
-const DURATION_KEYS = new Set(["idle", "interval", "userTimeout", "connectTimeout", "idleTimeout", "drainTimeout"]);

@@ -13,16 +13,18 @@ export class ConfigError extends Error {
   constructor(
     readonly problems: readonly ConfigProblem[],
     readonly file?: string,
+    options?: { cause?: unknown },
   ) {
-    super(problems.map(formatProblem).join("\n"));
+    super(problems.map(formatProblem).join("\n"), options);
     this.name = "ConfigError";
   }
 }
 
 /** `path (from --flag): message`, one line. */
 export function formatProblem(problem: ConfigProblem): string {
-  const where = problem.path === "" ? "config" : problem.path;
-  return problem.source ? `${problem.source}: ${problem.message} (sets ${where})` : `${where}: ${problem.message}`;
+  if (problem.source) return `${problem.source}: ${problem.message}${problem.path === "" ? "" : ` (sets ${problem.path})`}`;
+  // A problem of the whole file (YAML syntax, no file) names the file and line itself.
+  return problem.path === "" ? problem.message : `${problem.path}: ${problem.message}`;
 }
 
 /** Renders a zod path like ["listeners", 1, "upstream"] as `listeners[1].upstream`. */

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { LineCounter, parseDocument } from "yaml";
+import { type Alias, type Document, LineCounter, parseDocument, visit } from "yaml";
 import { ConfigError, type ConfigProblem, formatPath } from "./errors.js";
 import { type Config, configSchema } from "./schema.js";
 
@@ -45,6 +45,26 @@ export const GLOBAL_FLAG_PATHS: Readonly<Record<string, Path>> = {
   "drain-timeout": ["shutdown", "drainTimeout"],
 };
 
+/**
+ * What form a flag's text takes. Flags and variables arrive as text: a count
+ * must be a whole number, a switch true or false, and an address stays text
+ * (`8080` is a bare port, to be explained, not a number). Flags not listed
+ * here are read as before: digits as a number, true/false as a boolean.
+ */
+const FLAG_FORMS: Readonly<Record<string, "boolean" | "count" | "text">> = {
+  keepalive: "boolean",
+  "client-keepalive": "boolean",
+  "upstream-keepalive": "boolean",
+  nodelay: "boolean",
+  "keepalive-count": "count",
+  "client-keepalive-count": "count",
+  "upstream-keepalive-count": "count",
+  listen: "text",
+  upstream: "text",
+  admin: "text",
+  name: "text",
+};
+
 /** Flags that describe a one-listener setup without a file. */
 const SINGLE_LISTENER_FLAGS = ["listen", "upstream", "name"] as const;
 
@@ -72,31 +92,74 @@ export interface LoadOptions {
  */
 export function loadConfig({ file, document, overrides }: LoadOptions): Config {
   const raw = file !== undefined ? readConfigFile(file) : structuredClone(document ?? {});
-  const sources = applyOverrides(raw, overrides);
+  const coerced = coerceOverrides(overrides);
+  const sources = applyOverrides(raw, coerced.values);
   const result = configSchema.safeParse(raw);
-  if (result.success) return result.data;
-  throw new ConfigError(problemsFrom(result.error.issues, sources), file);
+  if (result.success && coerced.problems.length === 0) return result.data;
+  throw new ConfigError([...coerced.problems, ...(result.success ? [] : problemsFrom(result.error.issues, sources))], file);
 }
 
 /** Parses YAML text into a plain object, or throws a ConfigError naming the line. */
 export function parseConfigText(text: string, file: string): Record<string, unknown> {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
+  const at = (offset: number): string => {
+    const { line, col } = lineCounter.linePos(offset);
+    return `${file} line ${line} column ${col}`;
+  };
+  // logLevel "error": the yaml library would otherwise print its warnings to stderr itself.
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter, logLevel: "error" });
   if (doc.errors.length > 0) {
     throw new ConfigError(
-      doc.errors.map((e) => {
-        const { line, col } = lineCounter.linePos(e.pos[0]);
-        return { path: "", message: `${file} line ${line} column ${col}: ${e.message.split("\n")[0]}` };
-      }),
+      doc.errors.map((e) => ({ path: "", message: `${at(e.pos[0])}: ${e.message.split("\n")[0]}` })),
       file,
     );
   }
-  const value: unknown = doc.toJS();
+  const value = documentValue(doc, file, at);
   if (value === null || value === undefined) return {};
   if (typeof value !== "object" || Array.isArray(value)) {
     throw new ConfigError([{ path: "", message: `${file} must hold a YAML mapping (key: value), not a ${Array.isArray(value) ? "list" : typeof value}` }], file);
   }
   return value as Record<string, unknown>;
+}
+
+// The yaml library's own default, written out: a document that expands more
+// aliases than this is an alias bomb ("billion laughs"), not a config.
+const MAX_ALIAS_COUNT = 100;
+
+/**
+ * The document as plain data. Alias problems are not among the parse errors:
+ * the yaml library throws them from toJS (an alias with no anchor, too many
+ * expansions), and anything it throws is a problem of this file, so it
+ * becomes a ConfigError too, never an internal error.
+ */
+function documentValue(doc: Document, file: string, at: (offset: number) => string): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (error) {
+    const message = (error instanceof Error ? error.message : String(error)).split("\n")[0] ?? "";
+    const alias = unresolvedAlias(doc);
+    if (alias) {
+      const where = alias.range ? at(alias.range[0]) : file;
+      throw new ConfigError([{ path: "", message: `${where}: alias *${alias.source} has no anchor; define &${alias.source} on an earlier value, or write the value out` }], file);
+    }
+    if (/alias count/i.test(message)) {
+      throw new ConfigError([{ path: "", message: `${file}: aliases expand to too many values (more than ${MAX_ALIAS_COUNT}; an alias bomb?); write the values out` }], file);
+    }
+    throw new ConfigError([{ path: "", message: `${file}: ${message}` }], file, { cause: error });
+  }
+}
+
+/** The first alias (`*name`) whose anchor (`&name`) is not defined before it. */
+function unresolvedAlias(doc: Document): Alias | undefined {
+  let found: Alias | undefined;
+  visit(doc, {
+    Alias(_, node) {
+      if (node.resolve(doc) !== undefined) return undefined;
+      found = node;
+      return visit.BREAK;
+    },
+  });
+  return found;
 }
 
 function readConfigFile(file: string): Record<string, unknown> {
@@ -119,7 +182,7 @@ function applyOverrides(raw: Record<string, unknown>, overrides: readonly Overri
   const sources = new Map<string, string>();
   const byFlag = new Map(overrides.map((o) => [o.flag, o]));
   const set = (target: Record<string, unknown>, path: Path, o: Override, prefix: PropertyKey[]): void => {
-    setPath(target, path, coerce(o.value));
+    setPath(target, path, o.value);
     sources.set(formatPath([...prefix, ...path]), o.source);
   };
 
@@ -151,13 +214,43 @@ function applyOverrides(raw: Record<string, unknown>, overrides: readonly Overri
   return sources;
 }
 
+/** Overrides with their text turned into values, and a problem for each that has the wrong form. */
+function coerceOverrides(overrides: readonly Override[]): { values: Override[]; problems: ConfigProblem[] } {
+  const values: Override[] = [];
+  const problems: ConfigProblem[] = [];
+  for (const o of overrides) {
+    const coerced = coerce(o.value, FLAG_FORMS[o.flag]);
+    if ("problem" in coerced) problems.push({ path: describeTarget(o.flag), message: coerced.problem, source: o.source });
+    else values.push({ ...o, value: coerced.value });
+  }
+  return { values, problems };
+}
+
 /** Flags arrive as text; numbers and booleans written as text become values the schema checks. */
-function coerce(value: unknown): unknown {
-  if (typeof value !== "string") return value;
-  if (/^\d+$/.test(value)) return Number(value);
-  if (value === "true") return true;
-  if (value === "false") return false;
-  return value;
+function coerce(value: unknown, form: "boolean" | "count" | "text" | undefined): { value: unknown } | { problem: string } {
+  if (typeof value !== "string" || form === "text") return { value };
+  if (form === "boolean") {
+    if (value === "true" || value === "false") return { value: value === "true" };
+    return { problem: `"${value}" is not a switch value; write true or false` };
+  }
+  if (form === "count") {
+    if (/^\d+$/.test(value)) return { value: Number(value) };
+    return { problem: `"${value}" is not a whole number; write a whole number such as 3` };
+  }
+  if (/^\d+$/.test(value)) return { value: Number(value) };
+  if (value === "true" || value === "false") return { value: value === "true" };
+  return { value };
+}
+
+/** The field a flag sets, for a message: `listeners[*].{client,upstream}.noDelay`. */
+function describeTarget(flag: string): string {
+  const global = GLOBAL_FLAG_PATHS[flag];
+  if (global) return formatPath(global);
+  const paths = LISTENER_FLAG_PATHS[flag];
+  if (!paths?.[0]) return "";
+  const legs = paths.map((p) => p[0]);
+  const rest = formatPath(paths[0].slice(1));
+  return `listeners[*].${legs.length > 1 ? `{${legs.join(",")}}` : legs[0]}${rest ? `.${rest}` : ""}`;
 }
 
 function setPath(target: Record<string, unknown>, path: Path, value: unknown): void {

@@ -1,36 +1,61 @@
 import { z } from "zod";
-import { parseDuration } from "../util/duration.js";
+import { describeDuration, formatDuration, MAX_TIMER_MS, parseDuration } from "../util/duration.js";
 import { cidrProblem } from "../proxy/access-list.js";
-import { parseHostPort } from "../util/host-port.js";
+import { type AddressRole, parseHostPort } from "../util/host-port.js";
 
 /**
  * The one source of truth for the config file: types, defaults, validation
  * and the JSON Schema exported to config/keepalive-proxy.schema.json.
  * Durations are milliseconds once parsed.
+ *
+ * What 0 means, the same everywhere: a timeout that ends a session or a wait
+ * (idleTimeout, maxSessionDuration, headerTimeout) is off at 0; userTimeout 0
+ * leaves the kernel's default; connectTimeout must be more than 0; the
+ * periods drainTimeout, retryBackoff and cooldown are none at 0 (no drain, no
+ * wait, no cool-down). No value makes a timer fire at once by accident.
  */
 
 // Kernel limits (include/net/tcp.h): MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT.
 const MAX_KEEPALIVE_SECONDS = 32_767;
 const MAX_KEEPALIVE_COUNT = 127;
-const MAX_USER_TIMEOUT_MS = 2_147_483_647;
+/** The most retries a session may make (the schema's bound on `retries`). */
+const MAX_RETRIES = 10;
+
+/**
+ * How a parsed field is written back (by `check`): its value is milliseconds
+ * or a HostPort, and a bare number would read back as seconds. Filled in as
+ * the schema below is built; read by config/written-form.ts.
+ */
+export const writtenForms = z.registry<{ readonly form: "duration" | "address" }>();
 
 const durationInput = z.union([z.string(), z.number()]);
 
-/** A duration field: `500ms`, `30s`, `5m`, `2h`, or a number of seconds. */
+/**
+ * A duration field: `500ms`, `30s`, `5m`, `2h`, or a number of seconds, at
+ * most what a timer can hold (MAX_TIMER_MS). `check` adds field-specific
+ * bounds; the description must say what 0 means.
+ */
 function duration(description: string, check?: (ms: number) => string | undefined) {
-  return durationInput.describe(description).transform((value, ctx) => {
+  const schema = durationInput.describe(description).transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined) {
-      ctx.addIssue({ code: "custom", message: `"${value}" is not a duration; write it like 500ms, 30s, 5m or 2h` });
+      const negative = String(value).trim().startsWith("-");
+      ctx.addIssue({ code: "custom", message: `"${value}" is not a duration${negative ? " (durations cannot be negative)" : ""}; write it like 500ms, 30s, 5m or 2h` });
       return z.NEVER;
     }
-    const problem = check?.(ms);
+    const problem = ms > MAX_TIMER_MS ? tooLong(value) : check?.(ms);
     if (problem) {
       ctx.addIssue({ code: "custom", message: problem });
       return z.NEVER;
     }
     return ms;
   });
+  schema.register(writtenForms, { form: "duration" });
+  return schema;
+}
+
+function tooLong(value: string | number): string {
+  return `${typeof value === "number" ? `${value} (seconds)` : `"${value}"`} is longer than a timer can hold; the most is ${MAX_TIMER_MS}ms (about ${describeDuration(MAX_TIMER_MS)})`;
 }
 
 /** Keepalive idle and interval are set in whole seconds: the kernel's unit. */
@@ -43,15 +68,25 @@ function keepaliveSeconds(what: string) {
   };
 }
 
+/** A HOST:PORT field. A YAML number (`listen: 8080`) is a bare port; the message says what to write. */
 function address(description: string, allowPortZero: boolean) {
-  return z.string().describe(description).transform((value, ctx) => {
-    const parsed = parseHostPort(value, { allowPortZero });
+  const role: AddressRole = allowPortZero ? "listen" : "connect";
+  const input = z.string({ error: (issue) => (typeof issue.input === "number" ? describeAddressProblem(String(issue.input), allowPortZero, role) : undefined) });
+  const schema = input.describe(description).transform((value, ctx) => {
+    const parsed = parseHostPort(value, { allowPortZero, role });
     if (typeof parsed === "string") {
       ctx.addIssue({ code: "custom", message: parsed });
       return z.NEVER;
     }
     return parsed;
   });
+  schema.register(writtenForms, { form: "address" });
+  return schema;
+}
+
+function describeAddressProblem(text: string, allowPortZero: boolean, role: AddressRole): string {
+  const parsed = parseHostPort(text, { allowPortZero, role });
+  return typeof parsed === "string" ? parsed : `write it as text: "${text}"`;
 }
 
 export const DEFAULT_KEEPALIVE = {
@@ -66,10 +101,10 @@ export const DEFAULT_KEEPALIVE = {
 const keepaliveSchema = z
   .strictObject({
     enabled: z.boolean().default(true).describe("SO_KEEPALIVE on this leg."),
-    idle: duration("TCP_KEEPIDLE: idle time before the first probe (whole seconds).", keepaliveSeconds("keepalive idle")).prefault(
+    idle: duration("TCP_KEEPIDLE: idle time before the first probe, whole seconds from 1s (0 is refused: keepalive is turned off with enabled: false).", keepaliveSeconds("keepalive idle")).prefault(
       DEFAULT_KEEPALIVE.idle,
     ),
-    interval: duration("TCP_KEEPINTVL: time between unanswered probes (whole seconds).", keepaliveSeconds("keepalive interval")).prefault(
+    interval: duration("TCP_KEEPINTVL: time between unanswered probes, whole seconds from 1s (0 is refused).", keepaliveSeconds("keepalive interval")).prefault(
       DEFAULT_KEEPALIVE.interval,
     ),
     count: z
@@ -79,9 +114,9 @@ const keepaliveSchema = z
       .max(MAX_KEEPALIVE_COUNT, `keepalive count must be at most ${MAX_KEEPALIVE_COUNT} (kernel limit)`)
       .default(DEFAULT_KEEPALIVE.count)
       .describe("TCP_KEEPCNT: unanswered probes before the leg is declared dead."),
+    // The general duration bound (2^31-1 ms) is also the most the kernel's int option takes.
     userTimeout: duration(
       "TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the leg is declared dead. Default idle + interval × count; 0 leaves the kernel default (about 15 minutes).",
-      (ms) => (ms > MAX_USER_TIMEOUT_MS ? `user timeout must be at most ${MAX_USER_TIMEOUT_MS}ms` : undefined),
     ).optional(),
   })
   .describe("TCP keepalive for one leg.");
@@ -124,11 +159,15 @@ const upstreamSchema = legSchema
       .describe(
         "Further connect attempts per session after a failed one, each on the next address. Default: every resolved address of every upstream is tried once (at most 8 attempts), so one name with several addresses fails over like several names do.",
       ),
-    retryBackoff: duration("Wait before the first retry; doubles with each retry.").prefault("50ms"),
+    retryBackoff: duration("Wait before the first retry; doubles with each retry. 0 = retry at once.").prefault("50ms"),
     failureThreshold: z.number().int().min(1).default(3).describe("Consecutive failed connects after which an address is skipped for the cool-down."),
-    cooldown: duration("How long an address that kept failing is tried last.").prefault("30s"),
-    connectTimeout: duration("Give up a connect attempt after this long (each address gets its own attempt).", (ms) =>
-      ms < 1 ? "connect timeout must be more than 0" : undefined,
+    cooldown: duration("How long an address that kept failing is tried last. 0 = no cool-down: it keeps its place.").prefault("30s"),
+    connectTimeout: duration(
+      "Give up a connect attempt after this long (each address gets its own attempt). Must be more than 0: a connect always has a bound.",
+      (ms) =>
+        ms < 1
+          ? "connect timeout must be more than 0 (there is no \"off\": unbounded, a connect to a host that drops SYNs would wait out the kernel's SYN retries, about 2 minutes per address); write e.g. 10s"
+          : undefined,
     ).prefault("10s"),
     proxyProtocol: z.enum(["off", "v1", "v2"]).default("off").describe("Send a PROXY protocol header to the upstream so it sees the client's address."),
   })
@@ -136,15 +175,31 @@ const upstreamSchema = legSchema
     if ((upstream.address === undefined) === (upstream.addresses === undefined)) {
       ctx.addIssue({ code: "custom", path: ["address"], message: "give exactly one of address (HOST:PORT) or addresses (a list)" });
     }
+    const problem = backoffProblem(upstream.retryBackoff, upstream.retries);
+    if (problem) ctx.addIssue({ code: "custom", path: ["retryBackoff"], message: problem });
   })
   .describe("Where sessions are forwarded, and the upstream leg's socket options.");
+
+/**
+ * The backoff doubles per retry, so its last wait is retryBackoff × 2^(retries−1);
+ * that wait must fit a timer too. Without `retries` the most a session may
+ * make (MAX_RETRIES) is assumed, since the default grows with the addresses.
+ */
+function backoffProblem(backoffMs: number, retries: number | undefined): string | undefined {
+  const n = retries ?? MAX_RETRIES;
+  if (n < 1 || backoffMs * 2 ** (n - 1) <= MAX_TIMER_MS) return undefined;
+  const most = Math.floor(MAX_TIMER_MS / 2 ** (n - 1) / 1000) * 1000;
+  return `retryBackoff doubles with each retry, so with ${n} retries${retries === undefined ? " (the most a session may make when retries is not set)" : ""} the last wait would be longer than a timer can hold (${MAX_TIMER_MS}ms, about ${describeDuration(MAX_TIMER_MS)}); write at most ${formatDuration(most)}`;
+}
 
 const clientSchema = legSchema.extend({
   proxyProtocol: z
     .strictObject({
       accept: z.enum(["off", "v1", "v2", "any"]).default("off").describe("Expect a PROXY protocol header from a load balancer in front."),
       trustedSources: cidrList("Only these sources may connect when accept is on; others are reset."),
-      headerTimeout: duration("Reset a client whose header has not arrived within this.").prefault("5s"),
+      headerTimeout: duration(
+        "Reset a client whose header has not arrived within this. 0 = off: wait for the header as long as the trusted client stays connected.",
+      ).prefault("5s"),
     })
     .prefault({})
     .describe("PROXY protocol from a load balancer in front."),
@@ -205,7 +260,7 @@ export const configSchema = z
       .prefault({}),
     shutdown: z
       .strictObject({
-        drainTimeout: duration("On SIGTERM, how long live sessions may finish before they are reset.").prefault("30s"),
+        drainTimeout: duration("On SIGTERM, how long live sessions may finish before they are reset. 0 = no drain: reset them at once.").prefault("30s"),
       })
       .prefault({}),
     listeners: z.array(listenerSchema).min(1, "at least one listener is needed").describe("Named listeners."),

@@ -6,6 +6,13 @@ const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as co
 
 const DURATION = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/;
 
+/**
+ * The longest delay a Node timer can hold: setTimeout stores it as a signed
+ * 32-bit number of milliseconds and fires a longer one after 1 ms instead
+ * (with only a warning on stderr). About 24.8 days.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /** Parses a duration into milliseconds; returns undefined when it is not one. */
 export function parseDuration(input: string | number): number | undefined {
   if (typeof input === "number") return Number.isFinite(input) && input >= 0 ? Math.round(input * 1000) : undefined;
@@ -22,4 +29,11 @@ export function formatDuration(ms: number): string {
     if (ms % UNIT_MS[unit] === 0) return `${ms / UNIT_MS[unit]}${unit}`;
   }
   return `${ms}ms`;
+}
+
+/** Milliseconds for a human, e.g. `24.8 days`, for messages that explain a bound. */
+export function describeDuration(ms: number): string {
+  // Rounded down: "about 24.8 days" must not promise more than the bound.
+  const days = Math.floor((ms / UNIT_MS.d) * 10) / 10;
+  return days >= 1 ? `${days} days` : formatDuration(ms);
 }

@@ -1,6 +1,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../helpers/run-cli.js";
 import { startServer } from "../helpers/tcp.js";
@@ -122,4 +123,50 @@ listeners:
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toMatch(/Unknown argument/);
   });
+
+  it("check prints every duration in a form that reads back as the same value", async () => {
+    const file = writeConfig(`
+admin: { listen: null }
+shutdown: { drainTimeout: 1500ms }
+listeners:
+  - name: a
+    listen: 127.0.0.1:0
+    upstream:
+      addresses: [127.0.0.1:1, "[::1]:2"]
+      retryBackoff: 250ms
+      cooldown: 30000
+      connectTimeout: 1.5s
+    client:
+      proxyProtocol: { accept: v1, trustedSources: [127.0.0.1/32], headerTimeout: 0 }
+    maxSessionDuration: 36h
+`);
+    const first = await runCli(["check", "--config", file]);
+    expect(first.code, first.stderr).toBe(0);
+    const printed = printedConfig(first.stdout);
+    expect(printed).toContain("cooldown: 500m");
+    expect(printed).toContain("retryBackoff: 250ms");
+    const second = await runCli(["check", "--config", writeConfig(printed)]);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout).toBe(first.stdout);
+  });
+
+  it.each([
+    { name: "check", command: ["check"] },
+    { name: "run", command: [] },
+  ])("$name exits 1 with the platform message on a system that is not Linux", async ({ command }) => {
+    const preload = fileURLToPath(new URL("fixtures/pretend-platform.mjs", import.meta.url));
+    const result = await runCli([...command, "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--admin", "off"], {
+      env: { NODE_OPTIONS: `--import=${preload}`, PRETEND_PLATFORM: "darwin" },
+    });
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).toBe("keepalive-proxy: Linux is needed (TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT are Linux socket options); this is darwin\n");
+    expect(result.stdout).toBe("");
+  });
 });
+
+/** The YAML part of check's output: between its heading and the socket options. */
+function printedConfig(stdout: string): string {
+  const start = stdout.indexOf("# effective config");
+  const end = stdout.indexOf("# socket options");
+  return stdout.slice(start, end);
+}

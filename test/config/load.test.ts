@@ -3,9 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/config/errors.js";
-import { configJsonSchemaText } from "../../src/config/json-schema.js";
-import { loadConfig, type Override } from "../../src/config/load.js";
-import { legOptions } from "../../src/config/settings.js";
+import { configJsonSchema, configJsonSchemaText } from "../../src/config/json-schema.js";
+import { loadConfig, type Override, parseConfigText } from "../../src/config/load.js";
+import { legOptions, listenerSettings } from "../../src/config/settings.js";
+import { writtenConfig } from "../../src/config/written-form.js";
+import { MAX_TIMER_MS } from "../../src/util/duration.js";
+import { stringify } from "yaml";
 
 function writeConfig(yaml: string): string {
   const file = join(mkdtempSync(join(tmpdir(), "kp-config-")), "config.yaml");
@@ -108,4 +111,61 @@ listeners:
     const config = loadConfig({ file: "config/keepalive-proxy.yaml", overrides: [] });
     expect(config.listeners.map((l) => l.name)).toEqual(["demo"]);
   });
+
+  it("turns an alias with no anchor into a ConfigError naming the line", () => {
+    const file = writeConfig("listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: *nowhere\n");
+    expect(problemsOf(() => loadConfig({ file, overrides: [] }))).toEqual([
+      `${file} line 4 column 15: alias *nowhere has no anchor; define &nowhere on an earlier value, or write the value out`,
+    ]);
+  });
+
+  it("still resolves aliases that have their anchor", () => {
+    const file = writeConfig(
+      "listeners:\n  - name: a\n    listen: 127.0.0.1:1\n    upstream: { address: db:1, keepalive: &ka { idle: 20s } }\n    client: { keepalive: *ka }\n",
+    );
+    expect(loadConfig({ file, overrides: [] }).listeners[0]?.client.keepalive.idle).toBe(20_000);
+  });
+
+  it("says what 0 means in the description of every duration field", () => {
+    const durations = durationFields(configJsonSchema());
+    expect(durations.map(([path]) => path)).toContain("listeners[].client.proxyProtocol.headerTimeout");
+    for (const [path, description] of durations) expect(description, path).toMatch(/\b0\b/);
+  });
+
+  it("writes the effective config back in a form that reads as the same config", () => {
+    const file = writeConfig(`
+shutdown: { drainTimeout: 1500ms }
+listeners:
+  - name: a
+    listen: "[::1]:0"
+    upstream:
+      addresses: [127.0.0.1:1, "[::1]:2"]
+      retryBackoff: 250ms
+      cooldown: 30000
+      connectTimeout: 1.5s
+      keepalive: { idle: 2h, userTimeout: 0 }
+    client:
+      proxyProtocol: { accept: v2, trustedSources: [10.0.0.0/8], headerTimeout: 0 }
+    idleTimeout: 36h
+    maxSessionDuration: ${MAX_TIMER_MS}ms
+`);
+    const original = loadConfig({ file, overrides: [] });
+    const text = stringify(writtenConfig(original));
+    expect(text).toContain("cooldown: 500m");
+    const again = loadConfig({ file: undefined, document: parseConfigText(text, "printed"), overrides: [] });
+    expect(again).toEqual(original);
+    expect(again.listeners.map(listenerSettings)).toEqual(original.listeners.map(listenerSettings));
+  });
 });
+
+/** [path, description] of every field the JSON Schema shows as a duration (text or a number of seconds). */
+function durationFields(schema: unknown, path = ""): [string, string][] {
+  if (typeof schema !== "object" || schema === null) return [];
+  const node = schema as { type?: unknown; description?: string; properties?: Record<string, unknown>; items?: unknown; anyOf?: unknown[] };
+  const found: [string, string][] = [];
+  if (Array.isArray(node.type) && node.type.join() === "string,number") found.push([path, node.description ?? ""]);
+  for (const [key, child] of Object.entries(node.properties ?? {})) found.push(...durationFields(child, path ? `${path}.${key}` : key));
+  if (node.items) found.push(...durationFields(node.items, `${path}[]`));
+  for (const option of node.anyOf ?? []) found.push(...durationFields(option, path));
+  return found;
+}
