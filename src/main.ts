@@ -285,7 +285,11 @@ export async function startProxy(config: Config, deps: ProxyDeps): Promise<Keepa
   try {
     await proxy.start();
     if (config.admin.listen !== null) {
-      proxy.admin = new AdminServer(config.admin.listen, { source: proxy, registry: metrics.registry, logger: deps.logger });
+      proxy.admin = new AdminServer(
+        config.admin.listen,
+        { source: proxy, registry: metrics.registry, logger: deps.logger, counters: metrics.adminConnections },
+        { maxConnections: config.admin.maxConnections },
+      );
       await proxy.admin.start();
     }
   } catch (error) {

@@ -13,6 +13,8 @@ import { parseHostPort } from "../util/host-port.js";
 const MAX_KEEPALIVE_SECONDS = 32_767;
 const MAX_KEEPALIVE_COUNT = 127;
 const MAX_USER_TIMEOUT_MS = 2_147_483_647;
+// Far above any need (a scraper or two and a probe), far below a descriptor limit.
+const MAX_ADMIN_CONNECTIONS = 10_000;
 
 const durationInput = z.union([z.string(), z.number()]);
 
@@ -190,6 +192,13 @@ export const configSchema = z
         listen: address("HOST:PORT of the admin HTTP server (/metrics, /healthz, /readyz, /connections).", true)
           .nullable()
           .prefault("127.0.0.1:9464"),
+        maxConnections: z
+          .number()
+          .int()
+          .min(1, "admin.maxConnections must be at least 1: the admin server always has a cap, so that idle connections cannot use up the descriptors")
+          .max(MAX_ADMIN_CONNECTIONS)
+          .default(64)
+          .describe("Admin connections open at once; beyond it an idle one gives way or the new one is reset, and counted. At least 1 (there is no unlimited)."),
       })
       .prefault({})
       .describe("Admin HTTP server; loopback only by default. Set listen to null to turn it off."),
