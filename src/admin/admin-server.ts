@@ -68,7 +68,7 @@ const CLOSE_GRACE_MS = 1_000;
  * descriptor for a minute or more; every client of this server (a scraper, a
  * probe, curl) sends its request at once.
  */
-const TIMEOUTS = {
+export const ADMIN_TIMEOUTS = {
   /** From accept (or the end of the last response) to the end of the request's headers; then 408. */
   headersMs: 5_000,
   /** For the whole request to arrive; Node requires it above headersMs. */
@@ -81,8 +81,8 @@ const TIMEOUTS = {
   socketIdleMs: 30_000,
 } as const;
 
-/** A new connection younger than this keeps its slot when the cap is reached: time to send its request. */
-const CAP_GRACE_MS = 1_000;
+/** A new connection younger than this keeps its slot when the cap is reached: time to send its request, ms. */
+export const ADMIN_CAP_GRACE_MS = 1_000;
 /** The `admin connection cap reached` line is written at most once per this, ms. */
 const CAP_LOG_INTERVAL_MS = 60_000;
 /**
@@ -133,17 +133,17 @@ export class AdminServer {
       ["/connections", (target, req, res) => this.connections(target, req, res)],
     ]);
     this.refusals = new RefusalReport(deps.counters, deps.logger, options.maxConnections, CAP_LOG_INTERVAL_MS);
-    this.cap = new ConnectionCap(options.maxConnections, CAP_GRACE_MS, this.refusals);
+    this.cap = new ConnectionCap(options.maxConnections, ADMIN_CAP_GRACE_MS, this.refusals);
     this.server = createServer(
       {
-        headersTimeout: TIMEOUTS.headersMs,
-        requestTimeout: TIMEOUTS.requestMs,
-        keepAliveTimeout: TIMEOUTS.keepAliveMs,
-        connectionsCheckingInterval: TIMEOUTS.checkEveryMs,
+        headersTimeout: ADMIN_TIMEOUTS.headersMs,
+        requestTimeout: ADMIN_TIMEOUTS.requestMs,
+        keepAliveTimeout: ADMIN_TIMEOUTS.keepAliveMs,
+        connectionsCheckingInterval: ADMIN_TIMEOUTS.checkEveryMs,
       },
       (req, res) => this.handle(req, res),
     );
-    this.server.setTimeout(TIMEOUTS.socketIdleMs);
+    this.server.setTimeout(ADMIN_TIMEOUTS.socketIdleMs);
     this.server.on("connection", (socket) => this.cap.admit(socket));
     this.server.on("error", (error) => deps.logger.error({ err: error }, "admin server error"));
   }
