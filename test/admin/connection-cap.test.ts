@@ -134,9 +134,13 @@ describe("admin connection cap", () => {
   });
 
   it("refuses admin.maxConnections below 1, saying there is no unlimited", () => {
-    expect(() => loadConfig({ file: undefined, overrides: [], document: { admin: { maxConnections: 0 }, listeners: [{ name: "a", listen: "127.0.0.1:0", upstream: { address: "127.0.0.1:9" } }] } })).toThrow(
-      /admin\.maxConnections.*at least 1/,
-    );
+    expect(() =>
+      loadConfig({
+        file: undefined,
+        overrides: [],
+        document: { admin: { maxConnections: 0 }, listeners: [{ name: "a", listen: "127.0.0.1:0", upstream: { address: "127.0.0.1:9" } }] },
+      }),
+    ).toThrow(/admin\.maxConnections.*at least 1/);
   });
 
   it("counts zero refusals from the start", async () => {

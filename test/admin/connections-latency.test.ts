@@ -91,16 +91,7 @@ describe("/connections with thousands of live sessions", () => {
     // Each session is two sockets here (client, echo side) and two in the proxy, which inherits this limit.
     ensureNofile(process.pid, 2 * SESSIONS + SPARE_FDS);
     const echo = await startEchoServer();
-    const proxy = await startLocalProxy([
-      "--listen",
-      "127.0.0.1:0",
-      "--upstream",
-      `127.0.0.1:${echo.port}`,
-      "--admin",
-      "127.0.0.1:0",
-      "--log-level",
-      "debug",
-    ]);
+    const proxy = await startLocalProxy(["--listen", "127.0.0.1:0", "--upstream", `127.0.0.1:${echo.port}`, "--admin", "127.0.0.1:0", "--log-level", "debug"]);
     const admin = { port: await proxy.adminPort() };
     ensureNofile(proxy.pid, 2 * SESSIONS + SPARE_FDS);
 
