@@ -15,13 +15,13 @@ interface Queued {
 
 /**
  * Runs queued slices first come, first served, one at a time, and after each
- * one rests for as long as it ran before the next: admin work gets at most
- * half of the event loop, and the other half goes to forwarding. The rest is
- * a timer, so the process may sleep in epoll meanwhile; on a host short of CPU
- * a process that sleeps half the time is woken promptly for its sockets,
- * where one busy all the time waits for its turn. Two requests' slices
- * alternate rather than run back to back, so the stall stays one slice long
- * instead of growing with the number of requests.
+ * one rests `restFactor` times as long as it ran before the next, so admin
+ * work gets at most 1 / (1 + restFactor) of the event loop and forwarding the
+ * rest. The rest is a timer, so the process may sleep in epoll meanwhile: on
+ * a host short of CPU, a process that mostly sleeps is woken promptly for its
+ * sockets, where one that is always busy waits for its turn. Two requests'
+ * slices alternate rather than run back to back, so the stall stays one slice
+ * long instead of growing with the number of requests.
  */
 export class SliceScheduler {
   private readonly queue: Queued[] = [];
