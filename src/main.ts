@@ -396,6 +396,7 @@ export class KeepaliveProxy {
 function restartNeededFor(current: Config, next: Config): string[] {
   const needed: string[] = [];
   if (JSON.stringify(current.admin.listen) !== JSON.stringify(next.admin.listen)) needed.push("admin.listen");
+  if (current.admin.maxConnections !== next.admin.maxConnections) needed.push("admin.maxConnections");
   if (current.log.format !== next.log.format) needed.push("log.format");
   return needed;
 }
@@ -439,7 +440,11 @@ export async function startProxy(config: Config, deps: ProxyDeps): Promise<Keepa
   try {
     await proxy.start();
     if (config.admin.listen !== null) {
-      proxy.admin = new AdminServer(config.admin.listen, { source: proxy, registry: metrics.registry, logger: deps.logger });
+      proxy.admin = new AdminServer(
+        config.admin.listen,
+        { source: proxy, registry: metrics.registry, logger: deps.logger, counters: metrics.adminConnections },
+        { maxConnections: config.admin.maxConnections },
+      );
       await proxy.admin.start();
     }
   } catch (error) {

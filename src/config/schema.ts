@@ -27,6 +27,8 @@ const MAX_RETRIES = 10;
  * the schema below is built; read by config/written-form.ts.
  */
 export const writtenForms = z.registry<{ readonly form: "duration" | "address" }>();
+// Far above any need (a scraper or two and a probe), far below a descriptor limit.
+const MAX_ADMIN_CONNECTIONS = 10_000;
 
 const durationInput = z.union([z.string(), z.number()]);
 
@@ -250,6 +252,13 @@ export const configSchema = z
         listen: address("HOST:PORT of the admin HTTP server (/metrics, /healthz, /readyz, /connections).", true)
           .nullable()
           .prefault("127.0.0.1:9464"),
+        maxConnections: z
+          .number()
+          .int()
+          .min(1, "admin.maxConnections must be at least 1: the admin server always has a cap, so that idle connections cannot use up the descriptors")
+          .max(MAX_ADMIN_CONNECTIONS)
+          .default(64)
+          .describe("Admin connections open at once; beyond it an idle one gives way or the new one is reset, and counted. At least 1 (there is no unlimited)."),
       })
       .prefault({})
       .describe("Admin HTTP server; loopback only by default. Set listen to null to turn it off."),

@@ -2,6 +2,7 @@ import type { Socket } from "node:net";
 import { collectDefaultMetrics, type Gauge, Registry } from "prom-client";
 import type { CloseReason } from "../proxy/close-reason.js";
 import type { ConnectResult, ProxyHooks, SessionSummary } from "../proxy/hooks.js";
+import { type AdminConnectionMetrics, registerAdminMetrics } from "./admin-metrics.js";
 import { type BuildInfo, readBuildInfo } from "./build-info.js";
 import { type Families, registerFamilies } from "./families.js";
 import { ALL_ACCEPT_ERRNOS, ALL_CLOSE_LABELS, ALL_CONNECT_RESULTS, ALL_DIRECTIONS, ALL_RELOAD_RESULTS, Direction } from "./label-sets.js";
@@ -61,6 +62,8 @@ export class ProxyMetrics {
   readonly registry = new Registry();
   /** Subscribe the proxy with these. Cheap and never throwing, as ProxyHooks requires. */
   readonly hooks: ProxyHooks;
+  /** The admin server's connection cap counts its refusals here. */
+  readonly adminConnections: AdminConnectionMetrics;
 
   private source: MetricsSource | undefined;
   private readonly series = new Map<string, ListenerSeries>();
@@ -82,6 +85,7 @@ export class ProxyMetrics {
       isDraining: () => this.source?.isDraining === true,
     });
     for (const result of ALL_RELOAD_RESULTS) this.families.reloads.inc({ result }, 0);
+    this.adminConnections = registerAdminMetrics(this.registry);
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
 
     this.hooks = {

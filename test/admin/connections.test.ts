@@ -1,8 +1,9 @@
 // /connections: every live session with both legs as the kernel reports
 // them at the moment of the request.
 
+import { request } from "node:http";
 import type { Socket } from "node:net";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import type { ConnectionsReport } from "../../src/admin/connections.js";
 import { startAdminProxy } from "../helpers/admin-proxy.js";
 import { waitUntil } from "../helpers/in-process-proxy.js";
@@ -26,6 +27,37 @@ async function connections(p: Awaited<ReturnType<typeof startAdminProxy>>, query
   const res = await p.get(`/connections${query}`);
   if (res.status !== 200) throw new Error(`/connections${query} answered ${res.status}: ${res.body}`);
   return JSON.parse(res.body) as ConnectionsReport;
+}
+
+/** Sessions enough that one listing spans many slices of the admin server's scheduler. */
+const MANY = 1_000;
+
+/** A /connections GET whose body arrives in pieces: `onFirstPiece` runs when the first one does. */
+function streamedGet(port: number, path: string, onFirstPiece: () => void): Promise<{ status: number; body: string; finishedAt: number }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path, agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (piece: string) => {
+        if (body === "") onFirstPiece();
+        body += piece;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, finishedAt: performance.now() }));
+      res.on("error", reject);
+    });
+    onTestFinished(() => {
+      req.destroy();
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Opens `count` sessions through the proxy and waits until the proxy holds them all. */
+async function openSessions(p: Awaited<ReturnType<typeof startAdminProxy>>, count: number): Promise<Socket[]> {
+  const clients = await Promise.all(Array.from({ length: count }, () => connectClient(p.port)));
+  await waitUntil(() => p.proxy.sessionTotal === count || undefined, 30_000, `${count} sessions`);
+  return clients;
 }
 
 function addressOf(socket: Socket): string {
@@ -114,5 +146,44 @@ describe("/connections", () => {
       expect(res.status).toBe(400);
       expect(JSON.parse(res.body).error).toMatch(/limit must be a whole number from 0 to 10000/);
     }
+  });
+
+  it("shows sessions that close while the listing runs as closed with null legs, in a well-formed answer", async () => {
+    const upstream = await startServer();
+    const p = await startAdminProxy({ upstream: `127.0.0.1:${upstream.port}` });
+    const clients = await openSessions(p, MANY);
+
+    // The head (with the counts) comes first; every client resets as soon as it arrives.
+    const res = await streamedGet(p.admin.port, `/connections?limit=${MANY}`, () => {
+      for (const c of clients) c.resetAndDestroy();
+    });
+    expect(res.status).toBe(200);
+    const report = JSON.parse(res.body) as ConnectionsReport;
+    expect(report).toMatchObject({ total: MANY, returned: MANY, limit: MANY, truncated: false });
+    expect(report.connections).toHaveLength(MANY);
+    const closed = report.connections.filter((c) => c.state === "closed");
+    expect(closed.length).toBeGreaterThan(0);
+    for (const c of closed) expect(c.legs.client).toEqual({ options: null, tcpInfo: null });
+    await waitUntil(() => p.proxy.sessionTotal === 0 || undefined, 10_000, "every session to close");
+    expect(p.logs.filter((l) => l.level === "error")).toEqual([]);
+  });
+
+  it("answers /healthz and a second listing while a long listing is in progress", async () => {
+    const upstream = await startServer();
+    const p = await startAdminProxy({ upstream: `127.0.0.1:${upstream.port}` });
+    await openSessions(p, MANY);
+
+    let health: Promise<{ status: number; at: number }> | undefined;
+    const long = streamedGet(p.admin.port, `/connections?limit=${MANY}`, () => {
+      health = p.get("/healthz").then((r) => ({ status: r.status, at: performance.now() }));
+    });
+    const second = streamedGet(p.admin.port, "/connections?limit=5", () => {});
+    const [first, other] = await Promise.all([long, second]);
+    const probe = await health;
+    // /healthz was answered between two slices of the listing, not after it.
+    expect(probe?.status).toBe(200);
+    expect(probe?.at).toBeLessThan(first.finishedAt);
+    expect((JSON.parse(first.body) as ConnectionsReport).returned).toBe(MANY);
+    expect(JSON.parse(other.body) as ConnectionsReport).toMatchObject({ total: MANY, returned: 5, truncated: true });
   });
 });
