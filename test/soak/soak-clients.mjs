@@ -138,6 +138,12 @@ function runSession(sc) {
     });
     socket.on("end", () => {
       st.ended = true;
+      // A FIN before the whole echo: the session was closed as if clean with bytes missing.
+      // Judged now rather than left half-open until the deadline.
+      if (sc.kind !== "client-reset" && st.received !== total) {
+        socket.destroy();
+        done("clean-end-short");
+      }
     });
     socket.on("error", (err) => {
       st.errno ??= err.code ?? "unknown";
@@ -156,7 +162,9 @@ function runSession(sc) {
 function judge(sc, r) {
   const intact = r.outcome === "clean-end" && r.sha256Received === r.sha256Sent;
   if (r.outcome === "hung") return { ok: false, verdict: "hung" };
-  if (r.outcome.startsWith("clean-end") && !intact) return { ok: false, verdict: "clean end, data not intact" };
+  if (r.outcome.startsWith("clean-end") && !intact) {
+    return { ok: false, verdict: sc.expect === "aborted" ? "false clean close (FIN where the upstream failed)" : "clean end, data not intact" };
+  }
   switch (sc.expect) {
     case "intact":
       return intact ? { ok: true, verdict: "intact" } : { ok: false, verdict: `${r.outcome} (${r.errno ?? "no errno"}) where intact was due` };
