@@ -421,7 +421,7 @@ export async function runSoak(lab: Lab, options: SoakOptions): Promise<SoakRepor
   // Each problem with the proxy's own account of that session (matched by the client's port).
   const problems = clients.output.entries.items
     .filter((e) => e.ev === "problem")
-    .map((p) => ({ ...p, proxySaw: proxy.logs.items.filter((l) => l.msg === "session closed" && l.client === `127.0.0.1:${String(p.localPort)}`) }));
+    .map((p) => ({ ...p, proxySaw: proxyLineFor(proxy.logs.items, p) }));
   const errorLines = proxy.logs.items.filter(levelAtLeastError);
 
   // Stop the proxy as an operator would: with no session left it must exit 0 at once.
@@ -516,6 +516,17 @@ export async function runSoak(lab: Lab, options: SoakOptions): Promise<SoakRepor
     check("the harness's own loops ran without error", background.length === 0, background.join("; ")),
   ];
   return { summary: report, checks };
+}
+
+/** The proxy's `session closed` line for a client's problem: same client port (ports are reused, so the one closest in time). */
+function proxyLineFor(lines: readonly ProxyLogLine[], p: ClientEvent): ProxyLogLine | undefined {
+  const t = Number(p.t);
+  let best: ProxyLogLine | undefined;
+  for (const l of lines) {
+    if (l.msg !== "session closed" || l.client !== `127.0.0.1:${String(p.localPort)}`) continue;
+    if (best === undefined || Math.abs(Date.parse(String(l.time)) - t) < Math.abs(Date.parse(String(best.time)) - t)) best = l;
+  }
+  return best;
 }
 
 function check(name: string, ok: boolean, detail: string): SoakCheck {
