@@ -40,6 +40,16 @@ export class ChildLog<T> {
     });
   }
 
+  /** Everything the process wrote to stderr so far. */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Stdout lines that were not JSON. */
+  get nonJsonStdout(): string {
+    return this.#raw;
+  }
+
   /** Unless it has exited already: `ask` it to stop (a signal, closing stdin), then SIGKILL it if it is still there after `graceMs`. */
   async stop(ask: () => void, graceMs: number): Promise<void> {
     if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;

@@ -88,6 +88,16 @@ export class ProxyProcess {
     return this.#child.pid ?? 0;
   }
 
+  /** Everything the proxy wrote to stderr so far (a stack trace there is a crash or an unhandled error). */
+  get stderr(): string {
+    return this.#output.stderr;
+  }
+
+  /** Stdout lines that were not JSON log lines. */
+  get nonJsonStdout(): string {
+    return this.#output.nonJsonStdout;
+  }
+
   /** Sends a signal to the proxy. */
   signal(signal: NodeJS.Signals): void {
     this.#child.kill(signal);
