@@ -6,7 +6,7 @@
 # unit in deploy/systemd; prlimit comes with util-linux, always installed).
 # Idempotent; needs root.
 set -euo pipefail
-packages=(iproute2 nftables conntrack procps prometheus haproxy systemd)
+packages=(iproute2 nftables conntrack procps prometheus haproxy systemd tcpdump)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -43,6 +43,8 @@ export interface TcpInfo {
 }
 
 const SOL_SOCKET = 1;
+/** tcpi_state of a connection that is gone (include/net/tcp_states.h: TCP_CLOSE). */
+const TCP_STATE_CLOSE = 7;
 const SO_KEEPALIVE = 9;
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
@@ -138,6 +140,24 @@ export class SocketOptions {
       return;
     }
     socket.resetAndDestroy();
+  }
+
+  /**
+   * Whether the kernel has this connection in CLOSE after reading its end: a
+   * reset behind an end of file. When a write meets a peer's RST first, the
+   * write takes the ECONNRESET and a read after it sees only end of file
+   * (tcp_recvmsg finds no error left, and the receive side shut), so Node
+   * emits 'end' as for a FIN. A real FIN leaves CLOSE_WAIT (or TIME_WAIT
+   * after our own FIN); only a reset leaves CLOSE at that point. Once we have
+   * sent our own FIN, CLOSE is also where an orderly close ends (LAST_ACK
+   * acknowledged), so such a socket is never judged.
+   */
+  resetBehindEnd(socket: Socket): boolean {
+    if (socket.writableEnded) return false;
+    const fd = fdOf(socket);
+    if (fd === undefined) return false;
+    const head = this.libc.getBytes(fd, IPPROTO_TCP, TCP_INFO, 8);
+    return head !== undefined && head.length > 0 && head.readUInt8(0) === TCP_STATE_CLOSE;
   }
 
   /** Reads back what the kernel holds for this socket now, or undefined once it has no fd. */

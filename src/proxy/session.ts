@@ -13,9 +13,12 @@ export interface SessionSettings {
   readonly halfCloseTimeoutMs: number;
 }
 
-/** Closes a socket with a reset (SocketOptions fits it). */
-export interface SocketResetter {
+/** What a session asks the kernel about its sockets (SocketOptions fits it). */
+export interface LegControl {
+  /** Closes a socket with a reset. */
   reset(socket: Socket): void;
+  /** Whether an end of file read on this socket was really a reset. */
+  resetBehindEnd(socket: Socket): boolean;
 }
 
 /** Who owns a session and hears when it has finished (the listener). */
@@ -47,7 +50,13 @@ function resumePeer(this: SessionSocket): void {
 
 /** A FIN arrived: pass it on as a FIN once everything before it is written. */
 function forwardEnd(this: SessionSocket): void {
-  this[kSession].legEnded(this);
+  const session = this[kSession];
+  if (session.resetBehindEnd(this)) {
+    // Not a FIN but a reset whose error a write took first: never pass it on as a clean end.
+    session.legResetBehindEnd(this);
+    return;
+  }
+  session.legEnded(this);
   const peer = this[kPeer];
   if (peer !== undefined && !peer.destroyed) peer.end();
 }
@@ -108,7 +117,7 @@ export class Session {
     readonly id: string,
     readonly client: Socket,
     private readonly settings: SessionSettings,
-    private readonly sockets: SocketResetter,
+    private readonly sockets: LegControl,
     private readonly owner: SessionOwner,
     private readonly logger: Logger,
   ) {
@@ -246,6 +255,17 @@ export class Session {
     this.recordAbort(reasonForSocketError(leg, error.code), error.code);
     const other = leg === "client" ? this.upstream : this.client;
     if (other) this.sockets.reset(other);
+  }
+
+  /** The end of file read on `socket` was a reset: record it as one and reset both legs. */
+  legResetBehindEnd(socket: Socket): void {
+    const leg: Leg = socket === this.client ? "client" : "upstream";
+    this.abort(reasonForSocketError(leg, "ECONNRESET"), "ECONNRESET");
+  }
+
+  /** Whether the end of file just read on `socket` hides a reset. */
+  resetBehindEnd(socket: Socket): boolean {
+    return this.sockets.resetBehindEnd(socket);
   }
 
   /** A leg sent FIN; the side that finished first names the clean reason. */

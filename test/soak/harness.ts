@@ -117,6 +117,7 @@ interface UpstreamEvent {
 interface ClientEvent {
   readonly ev: string;
   readonly verdict?: string;
+  readonly scenario?: string;
   readonly localPort?: number;
   readonly [key: string]: unknown;
 }
@@ -265,6 +266,7 @@ export async function runSoak(lab: Lab, options: SoakOptions): Promise<SoakRepor
     const line = await proxy.waitForLog((l) => l.msg === "listening" && l.listener === name, 15_000, `listener ${name} listening`);
     ports[name] = Number(line.port);
   }
+  const finsToClients = await recordFins(proxyNs, lab, Object.values(ports));
   const adminSocket = await bridgeInto(proxyNs, lab, "127.0.0.1", await proxy.adminPort());
   const scrape = async (): Promise<Map<string, Family>> => {
     const res = await httpGet({ socketPath: adminSocket }, "/metrics", { timeoutMs: 15_000 });
@@ -419,9 +421,18 @@ export async function runSoak(lab: Lab, options: SoakOptions): Promise<SoakRepor
   const upstreamStats = { ...nearStats.servers, ...farStats.servers };
 
   // Each problem with the proxy's own account of that session (matched by the client's port).
-  const problems = clients.output.entries.items
+  // A client that read end of file where the upstream failed saw a false clean close only
+  // if the proxy put a FIN on the wire to it: a reset that reaches a client whose own FIN is
+  // still in flight can be read as end of file by that client's kernel (its send takes the
+  // ECONNRESET), and the wire then shows the proxy's RST and no FIN.
+  await sleep(500);
+  const allProblems = clients.output.entries.items
     .filter((e) => e.ev === "problem")
     .map((p) => ({ ...p, proxySaw: proxyLineFor(proxy.logs.items, p) }));
+  const resetReadAsEnd = allProblems.filter(
+    (p) => p.verdict?.startsWith("false clean close") && p.localPort !== undefined && !finsToClients.has(`${ports[listenerOfScenario.get(String(p.scenario)) ?? ""]}>${String(p.localPort)}`),
+  );
+  const problems = allProblems.filter((p) => !resetReadAsEnd.includes(p));
   const errorLines = proxy.logs.items.filter(levelAtLeastError);
 
   // Stop the proxy as an operator would: with no session left it must exit 0 at once.
@@ -469,10 +480,11 @@ export async function runSoak(lab: Lab, options: SoakOptions): Promise<SoakRepor
       sessionsCutByVanish: (verdicts("vanish/clean").aborted ?? 0) + (verdicts("vanish/half-close").aborted ?? 0),
     },
     reloads: { sent: reloadsSent, withRewrittenConfig: rewrites, outcomes: reloadOutcomes, counted: reloadsCounted, spareListenerStarted: appliedRewrites.started, spareListenerStopped: appliedRewrites.stopped },
+    resetsReadAsEndByClients: resetReadAsEnd.length,
     bytesSent: summary.bytesSent,
     bytesChecked: summary.bytesChecked,
     lost: {
-      problems: summary.problems,
+      problems: problems.length,
       hung: problems.filter((p) => p.verdict === "hung").length,
       falseCleanCloses: problems.filter((p) => p.verdict?.startsWith("false clean close")).length,
       notIntact: problems.filter((p) => p.verdict === "clean end, data not intact").length,
@@ -490,7 +502,7 @@ export async function runSoak(lab: Lab, options: SoakOptions): Promise<SoakRepor
 
   const checks: SoakCheck[] = [
     check("the traffic ran", summary.sessions > 0 && Object.values(connectedPerListener).every((n) => n > 0), JSON.stringify(connectedPerListener)),
-    check("every clean transfer intact, no session hung or falsely closed clean", summary.problems === 0, tailJson(problems)),
+    check("every clean transfer intact, no session hung or falsely closed clean", problems.length === 0, tailJson(problems)),
     check(
       "accepted_total = Σ sessions_closed_total and connections_active = 0 on every listener",
       drained,
@@ -527,6 +539,42 @@ function proxyLineFor(lines: readonly ProxyLogLine[], p: ClientEvent): ProxyLogL
     if (best === undefined || Math.abs(Date.parse(String(l.time)) - t) < Math.abs(Date.parse(String(best.time)) - t)) best = l;
   }
   return best;
+}
+
+/**
+ * Records, with tcpdump inside the proxy's namespace, every `listenPort>clientPort`
+ * pair the proxy sent a FIN on: the ground truth for a clean close, where a
+ * client's own reading of end of file is only a hint.
+ */
+async function recordFins(ns: Namespace, lab: Lab, listenPorts: readonly number[]): Promise<Set<string>> {
+  const filter = `tcp[tcpflags] & tcp-fin != 0 and (${listenPorts.map((p) => `src port ${p}`).join(" or ")})`;
+  const child = spawn("ip", ["netns", "exec", ns.name, "tcpdump", "-i", "lo", "-nn", "-l", "-q", filter], { stdio: ["ignore", "pipe", "pipe"] });
+  lab.defer(() => {
+    child.kill("SIGTERM");
+  });
+  const seen = new Set<string>();
+  let rest = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    const lines = (rest + chunk.toString()).split("\n");
+    rest = lines.pop() ?? "";
+    // "12:00:00.000000 IP 127.0.0.1.7000 > 127.0.0.1.51234: tcp 0"
+    for (const line of lines) {
+      const pair = /\.(\d+) > [\d.]+\.(\d+):/.exec(line);
+      if (pair) seen.add(`${pair[1]}>${pair[2]}`);
+    }
+  });
+  // tcpdump says "listening on lo" on stderr once its capture is open.
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("tcpdump did not start within 10 s")), 10_000);
+    child.stderr.on("data", (chunk: Buffer) => {
+      if (chunk.toString().includes("listening on")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`tcpdump exited with ${String(code)}`)));
+  });
+  return seen;
 }
 
 function check(name: string, ok: boolean, detail: string): SoakCheck {
