@@ -13,7 +13,7 @@ import { errorText, reloadConfig } from "./cli/reload.js";
 import { type HandledSignal, SignalRelay, type StopSignal } from "./cli/signals.js";
 import { ExitCode } from "./commands/exit-codes.js";
 import { ConfigError, formatProblem } from "./config/errors.js";
-import { StartupError } from "./proxy/errors.js";
+import { StartupError } from "./errors.js";
 
 /**
  * The command line: the only module that reads argv and the environment,

@@ -8,12 +8,12 @@ import { softDescriptorLimit } from "./net/descriptor-headroom.js";
 import { checkDescriptorBudget } from "./net/descriptor-limit.js";
 import { loadLibc, type Libc } from "./net/libc.js";
 import { SocketOptions } from "./net/socket-options.js";
-import { CloseReason } from "./proxy/close-reason.js";
-import { ConnectionBudget } from "./proxy/connection-budget.js";
-import { ListenError, StartupError, StartupErrorCode } from "./proxy/errors.js";
+import { CloseReason } from "./proxy/session/close-reason.js";
+import { ConnectionBudget } from "./proxy/admission/connection-budget.js";
+import { ListenError, StartupError, StartupErrorCode } from "./errors.js";
 import { combineHooks, type ProxyHooks, type SessionSummary } from "./proxy/hooks.js";
 import { type ListenerSettings, ProxyListener } from "./proxy/listener.js";
-import type { Session } from "./proxy/session.js";
+import type { Session } from "./proxy/session/session.js";
 import { ProxyMetrics } from "./metrics/proxy-metrics.js";
 import { formatHostPort } from "./util/host-port.js";
 

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
-import { StartupError, StartupErrorCode } from "../proxy/errors.js";
+import { StartupError, StartupErrorCode } from "../errors.js";
 import { formatHostPort, type HostPort } from "../util/host-port.js";
 import { ConnectionCap } from "./connection-cap.js";
 import { type ConnectionsSource, listConnections, parseLimit } from "./connections.js";

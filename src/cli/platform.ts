@@ -1,4 +1,4 @@
-import { StartupError, StartupErrorCode } from "../proxy/errors.js";
+import { StartupError, StartupErrorCode } from "../errors.js";
 
 /**
  * Refuses to go on anywhere but Linux, before anything loads libc: the socket

@@ -4,7 +4,7 @@ import type { Config } from "../config/schema.js";
 import { writtenConfig } from "../config/written-form.js";
 import type { Libc } from "../net/libc.js";
 import { expectedKernelOptions, type KernelLegOptions, SocketOptions } from "../net/socket-options.js";
-import { UpstreamPool } from "../proxy/upstream-pool.js";
+import { UpstreamPool } from "../proxy/upstream/upstream-pool.js";
 import { formatHostPort } from "../util/host-port.js";
 import { ExitCode } from "./exit-codes.js";
 

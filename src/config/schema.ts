@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { describeDuration, formatDuration, MAX_TIMER_MS, parseDuration } from "../util/duration.js";
-import { cidrProblem } from "../proxy/access-list.js";
+import { cidrProblem } from "../proxy/admission/access-list.js";
 import { type AddressRole, parseHostPort } from "../util/host-port.js";
 
 /**

@@ -1,5 +1,5 @@
 import type { LegOptions } from "../net/socket-options.js";
-import { AccessList } from "../proxy/access-list.js";
+import { AccessList } from "../proxy/admission/access-list.js";
 import type { ListenerSettings } from "../proxy/listener.js";
 import type { HostPort } from "../util/host-port.js";
 import type { KeepaliveConfig, ListenerConfig, UpstreamConfig } from "./schema.js";

@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 import type { SocketOptions } from "../net/socket-options.js";
-import { connectOnce } from "../proxy/upstream-connector.js";
+import { connectOnce } from "../proxy/upstream/upstream-connector.js";
 
 /**
  * One rung of a discovery run: one connection to one upstream address that

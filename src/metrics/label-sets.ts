@@ -1,4 +1,4 @@
-import { ALL_CLOSE_REASONS, type CloseReason, type Side, sideOf } from "../proxy/close-reason.js";
+import { ALL_CLOSE_REASONS, type CloseReason, type Side, sideOf } from "../proxy/session/close-reason.js";
 import type { AcceptErrno, ConnectResult, OptionSide, ReloadResult } from "../proxy/hooks.js";
 
 /**

@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 import { collectDefaultMetrics, type Gauge, Registry } from "prom-client";
-import type { CloseReason } from "../proxy/close-reason.js";
+import type { CloseReason } from "../proxy/session/close-reason.js";
 import type { ConnectResult, ProxyHooks, SessionSummary } from "../proxy/hooks.js";
 import { type AdminConnectionMetrics, registerAdminMetrics } from "./admin-metrics.js";
 import { type BuildInfo, readBuildInfo } from "./build-info.js";

@@ -1,4 +1,4 @@
-import type { CloseReason, Side } from "./close-reason.js";
+import type { CloseReason, Side } from "./session/close-reason.js";
 
 /** Everything the proxy reports about one finished session. */
 export interface SessionSummary {

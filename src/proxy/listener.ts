@@ -4,16 +4,16 @@ import { nearDescriptorLimit } from "../net/descriptor-headroom.js";
 import type { LegOptions, OptionFailure, SocketOptions } from "../net/socket-options.js";
 import { LogThrottle } from "../util/log-throttle.js";
 import { formatHostPort, type HostPort, unmapIPv4 } from "../util/host-port.js";
-import type { AccessList } from "./access-list.js";
-import { CloseReason } from "./close-reason.js";
-import type { ConnectionBudget } from "./connection-budget.js";
-import { ListenError } from "./errors.js";
+import type { AccessList } from "./admission/access-list.js";
+import { CloseReason } from "./session/close-reason.js";
+import type { ConnectionBudget } from "./admission/connection-budget.js";
+import { ListenError } from "../errors.js";
 import type { AcceptErrno, ConnectResult, OptionSide, ProxyHooks, SessionSummary } from "./hooks.js";
-import { readProxyHeader } from "./proxy-header-reader.js";
-import { encodeProxyHeader, type Endpoint, type ProxyProtocolVersion } from "./proxy-protocol.js";
-import { formatAddress, Session, type SessionOwner } from "./session.js";
-import type { ConnectOutcome } from "./upstream-connector.js";
-import { UpstreamPool, type UpstreamPolicy } from "./upstream-pool.js";
+import { readProxyHeader } from "./admission/proxy-header-reader.js";
+import { encodeProxyHeader, type Endpoint, type ProxyProtocolVersion } from "./admission/proxy-protocol.js";
+import { formatAddress, Session, type SessionOwner } from "./session/session.js";
+import type { ConnectOutcome } from "./upstream/upstream-connector.js";
+import { UpstreamPool, type UpstreamPolicy } from "./upstream/upstream-pool.js";
 
 /** Everything one listener needs; a reload swaps it for new sessions only. */
 export interface ListenerSettings {

@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { describe, expect, it } from "vitest";
 import { joinDashValues } from "../../src/cli/argv.js";
 import { type HandledSignal, type SignalActions, SignalRelay } from "../../src/cli/signals.js";
-import { reasonForSocketError, sideOf, ALL_CLOSE_REASONS } from "../../src/proxy/close-reason.js";
+import { reasonForSocketError, sideOf, ALL_CLOSE_REASONS } from "../../src/proxy/session/close-reason.js";
 import { describeDuration, formatDuration, MAX_TIMER_MS, parseDuration } from "../../src/util/duration.js";
 import { parseHostPort } from "../../src/util/host-port.js";
 

@@ -1,6 +1,6 @@
 import { connect, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
-import { encodeProxyHeader } from "../../src/proxy/proxy-protocol.js";
+import { encodeProxyHeader } from "../../src/proxy/admission/proxy-protocol.js";
 import { freePort, startHaproxy } from "../helpers/haproxy.js";
 import { startTestProxy, waitUntil } from "../helpers/in-process-proxy.js";
 import { connectClient, observe, startServer } from "../helpers/tcp.js";

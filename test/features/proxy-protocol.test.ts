@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { encodeProxyHeader, parseProxyHeader } from "../../src/proxy/proxy-protocol.js";
+import { encodeProxyHeader, parseProxyHeader } from "../../src/proxy/admission/proxy-protocol.js";
 
 const src4 = { address: "203.0.113.7", port: 51234 };
 const dst4 = { address: "10.0.0.1", port: 6432 };

@@ -2,7 +2,7 @@
 // label ever holds an address: taken after sessions of every kind went through.
 
 import { describe, expect, it } from "vitest";
-import { ALL_CLOSE_REASONS } from "../../src/proxy/close-reason.js";
+import { ALL_CLOSE_REASONS } from "../../src/proxy/session/close-reason.js";
 import { type AdminTestProxy, startAdminProxy } from "../helpers/admin-proxy.js";
 import { waitUntil } from "../helpers/in-process-proxy.js";
 import { readMetricsDoc } from "../helpers/metrics-doc.js";

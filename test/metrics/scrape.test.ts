@@ -3,7 +3,7 @@
 
 import { register as globalRegistry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { ALL_CLOSE_REASONS, sideOf } from "../../src/proxy/close-reason.js";
+import { ALL_CLOSE_REASONS, sideOf } from "../../src/proxy/session/close-reason.js";
 import { startAdminProxy } from "../helpers/admin-proxy.js";
 import { startTestProxy, waitUntil } from "../helpers/in-process-proxy.js";
 import { allSamples, sampleValue } from "../helpers/metrics-text.js";

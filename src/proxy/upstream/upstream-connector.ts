@@ -1,6 +1,6 @@
 import { Socket } from "node:net";
-import { formatHostPort } from "../util/host-port.js";
-import type { ConnectResult } from "./hooks.js";
+import { formatHostPort } from "../../util/host-port.js";
+import type { ConnectResult } from "../hooks.js";
 
 /**
  * A connected upstream socket, or why there is none. `cancelled` means the

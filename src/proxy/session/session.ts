@@ -1,8 +1,8 @@
 import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import { CloseReason, type Leg, isCleanClose, reasonForSocketError, sideOf } from "./close-reason.js";
-import { formatHostPort, unmapIPv4 } from "../util/host-port.js";
-import type { SessionSummary } from "./hooks.js";
+import { formatHostPort, unmapIPv4 } from "../../util/host-port.js";
+import type { SessionSummary } from "../hooks.js";
 
 /** The settings a session needs from its listener, fixed when it is accepted. */
 export interface SessionSettings {

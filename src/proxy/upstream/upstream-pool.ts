@@ -1,7 +1,7 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { formatHostPort, type HostPort } from "../util/host-port.js";
-import type { ConnectResult } from "./hooks.js";
+import { formatHostPort, type HostPort } from "../../util/host-port.js";
+import type { ConnectResult } from "../hooks.js";
 import { type ConnectOutcome, connectOnce, type SocketPreparer } from "./upstream-connector.js";
 
 /** How a listener picks and retries its upstreams. */
