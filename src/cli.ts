@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { existsSync, readFileSync } from "node:fs";
-import { constants } from "node:os";
+import { availableParallelism, constants } from "node:os";
 import type { Logger } from "pino";
 import type { Argv } from "yargs";
 import { joinDashValues } from "./cli/argv.js";
@@ -40,10 +40,12 @@ const modules = await Promise.all([
   import("./config/load.js"),
   import("./log/logger.js"),
   import("./main.js"),
+  import("./workers/supervisor.js"),
   import("./net/libc.js"),
   import("./net/malloc-tuning.js"),
+  import("./net/descriptor-limit.js"),
 ])
-  .then(([yargs, helpers, flags, discoverFlags, check, discover, load, log, main, libc, malloc]) => ({
+  .then(([yargs, helpers, flags, discoverFlags, check, discover, load, log, main, supervisor, libc, malloc, descriptors]) => ({
     yargs: yargs.default,
     hideBin: helpers.hideBin,
     ...flags,
@@ -53,8 +55,10 @@ const modules = await Promise.all([
     ...load,
     ...log,
     ...main,
+    ...supervisor,
     ...libc,
     ...malloc,
+    ...descriptors,
   }))
   .catch(internalError);
 
@@ -128,16 +132,34 @@ function reportConfigError(error: ConfigError): void {
   for (const problem of error.problems) process.stderr.write(`  ${formatProblem(problem)}\n`);
 }
 
+/** What the signals act on: a single-process proxy, or the supervisor of several workers. */
+type RunningProxy = Pick<KeepaliveProxy, "shutdown" | "sessionTotal" | "currentConfig" | "requestReload">;
+
+/** `workers: auto` is one per CPU this process may use (cgroup and affinity limits included). */
+function workerCount(config: Config): number {
+  return config.workers === "auto" ? availableParallelism() : config.workers;
+}
+
 async function run(args: Args): Promise<void> {
   const config = loadFromArgs(args);
   requireLinux(process.platform);
-  const logger = modules.createLogger({ level: config.log.level, format: config.log.format });
-  // A process-wide allocator setting, so it belongs to the program, not to startProxy.
-  const tuned = modules.tuneMallocForForwarding(modules.loadLibc());
-  logger.debug({ tuned }, "malloc tuned for forwarding");
-  let proxy: KeepaliveProxy;
+  const workers = workerCount(config);
+  const logger = modules.createLogger({ level: config.log.level, format: config.log.format, ...(workers > 1 ? { worker: "supervisor" as const } : {}) });
+  let proxy: RunningProxy;
   try {
-    proxy = await modules.startProxy(config, { logger });
+    if (workers > 1) {
+      const libc = modules.loadLibc();
+      // The process tree's descriptor limit: the workers inherit it.
+      modules.checkDescriptorBudget(libc, config, logger);
+      const supervisor = new modules.Supervisor(config, { logger, libc, workers });
+      await supervisor.start();
+      proxy = supervisor;
+    } else {
+      // A process-wide allocator setting, so it belongs to the program, not to startProxy (workers set their own).
+      const tuned = modules.tuneMallocForForwarding(modules.loadLibc());
+      logger.debug({ tuned }, "malloc tuned for forwarding");
+      proxy = await modules.startProxy(config, { logger });
+    }
   } catch (error) {
     if (error instanceof StartupError) {
       logger.fatal({ code: error.code }, error.message);
@@ -151,7 +173,7 @@ async function run(args: Args): Promise<void> {
 }
 
 /** What each signal does to a running proxy. */
-function proxyActions(proxy: KeepaliveProxy, logger: Logger, load: () => Config): Parameters<SignalRelay["attach"]>[0] {
+function proxyActions(proxy: RunningProxy, logger: Logger, load: () => Config): Parameters<SignalRelay["attach"]>[0] {
   let stopping = false;
   const exitAfter = (shutdown: Promise<unknown>): void => {
     shutdown

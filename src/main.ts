@@ -3,7 +3,8 @@ import type { Logger } from "pino";
 import { AdminServer } from "./admin/admin-server.js";
 import { listenerSettings } from "./config/settings.js";
 import type { Config } from "./config/schema.js";
-import { ConfigError, formatProblem } from "./config/errors.js";
+import { ReloadGate, ReloadInterrupted } from "./lifecycle/reload-gate.js";
+import { type ReloadOutcome, restartNeededFor } from "./lifecycle/reload-outcome.js";
 import { softDescriptorLimit } from "./net/descriptor-headroom.js";
 import { checkDescriptorBudget } from "./net/descriptor-limit.js";
 import { loadLibc, type Libc } from "./net/libc.js";
@@ -11,38 +12,33 @@ import { SocketOptions } from "./net/socket-options.js";
 import { CloseReason } from "./proxy/session/close-reason.js";
 import { ConnectionBudget } from "./proxy/admission/connection-budget.js";
 import { ListenError, StartupError, StartupErrorCode } from "./errors.js";
-import { combineHooks, type ProxyHooks, type SessionSummary } from "./proxy/hooks.js";
-import { type ListenerSettings, ProxyListener } from "./proxy/listener.js";
+import { combineHooks, type ProxyHooks, type ReloadResult, type SessionSummary } from "./proxy/hooks.js";
+import { type ListenerSettings, ProxyListener, type SharedListen } from "./proxy/listener.js";
+import type { SessionSlots } from "./proxy/admission/connection-budget.js";
 import type { Session } from "./proxy/session/session.js";
 import { ProxyMetrics } from "./metrics/proxy-metrics.js";
 import { formatHostPort } from "./util/host-port.js";
 
 /** What the composition root is given; everything else it builds. */
+export type { ReloadOutcome } from "./lifecycle/reload-outcome.js";
+
 export interface ProxyDeps {
   readonly logger: Logger;
+  /** Set when this proxy is one worker process of several under a supervisor. */
+  readonly worker?: WorkerContext;
   /** Replaceable for tests; loaded from the system otherwise. */
   readonly libc?: Libc;
   /** Extra observers (tests, metrics). */
   readonly hooks?: ProxyHooks;
 }
 
-/** Outcome of a reload, for logs and the reloads metric. */
-export interface ReloadOutcome {
-  readonly started: string[];
-  readonly updated: string[];
-  readonly stopped: string[];
-  /** `old→new`: listeners renamed on the same address, which kept their socket. */
-  readonly renamed: string[];
-  /** Settings that changed but take effect only after a restart. */
-  readonly restartNeededFor: string[];
-}
-
-/** A reload that found the proxy shutting down part-way: nothing it bound stays. */
-class ReloadInterrupted extends Error {
-  constructor() {
-    super("shutdown began during the reload");
-    this.name = "ReloadInterrupted";
-  }
+/** What a worker process shares with the others through its supervisor. */
+export interface WorkerContext {
+  readonly id: number;
+  /** A limit held across every worker (key `process` or `listener:NAME`), leased from the supervisor. */
+  budget(key: string, max: number): SessionSlots;
+  /** Listening sockets are SO_REUSEPORT sockets of this worker's own. */
+  readonly listen: SharedListen;
 }
 
 /**
@@ -57,12 +53,9 @@ export class KeepaliveProxy {
   private readonly idPrefix = randomBytes(3).toString("hex");
   private sessionCount = 0;
   /** The process-wide connection limit (limits.maxConnections), shared by every listener. */
-  private readonly processBudget: ConnectionBudget;
+  private readonly processBudget: SessionSlots;
   private draining = false;
-  /** The reload running now (or resolved): reloads run one at a time, in order. */
-  private reloadChain: Promise<void> = Promise.resolve();
-  /** A reload requested while another runs; later requests join it (it reads the file when it starts). */
-  private reloadQueued: Promise<void> | undefined;
+  private readonly gate: ReloadGate;
   private stopping: Promise<{ drained: number; reset: number }> | undefined;
   private readonly hooks: ProxyHooks;
   /** Its metrics, set by startProxy. */
@@ -75,10 +68,12 @@ export class KeepaliveProxy {
     readonly socketOptions: SocketOptions,
     private readonly logger: Logger,
     extraHooks: ProxyHooks | undefined,
+    private readonly worker?: WorkerContext,
   ) {
-    this.processBudget = new ConnectionBudget(config.limits.maxConnections);
+    this.processBudget = worker ? worker.budget("process", config.limits.maxConnections) : new ConnectionBudget(config.limits.maxConnections);
     const logHook: ProxyHooks = { sessionClosed: (summary) => this.logClosed(summary) };
     this.hooks = combineHooks(logHook, extraHooks ?? {}, { sessionClosed: () => this.pruneRetired() });
+    this.gate = new ReloadGate(this, logger);
   }
 
   /** The config in force. */
@@ -124,54 +119,12 @@ export class KeepaliveProxy {
    * counted, and the proxy keeps serving with the config it had.
    */
   requestReload(load: () => Config): Promise<void> {
-    if (this.draining) {
-      this.refuseReload();
-      return Promise.resolve();
-    }
-    if (this.reloadQueued !== undefined) return this.reloadQueued;
-    const queued = this.reloadChain.then(() => {
-      this.reloadQueued = undefined;
-      return this.reloadOnce(load);
-    });
-    this.reloadQueued = queued;
-    this.reloadChain = queued;
-    return queued;
+    return this.gate.request(load);
   }
 
-  private refuseReload(): void {
-    this.hooks.configReloaded?.("refused");
-    this.logger.warn("reload refused: the proxy is shutting down");
-  }
-
-  private async reloadOnce(load: () => Config): Promise<void> {
-    if (this.draining) {
-      this.refuseReload();
-      return;
-    }
-    const started = performance.now();
-    let next: Config;
-    try {
-      next = load();
-    } catch (error) {
-      this.hooks.configReloaded?.("failure");
-      if (error instanceof ConfigError) {
-        this.logger.error({ problems: error.problems.map(formatProblem) }, "reload refused: invalid config; the running config stays in force");
-      } else {
-        this.logger.error({ err: error }, "reload failed unexpectedly; the running config stays in force");
-      }
-      return;
-    }
-    try {
-      const outcome = await this.reload(next);
-      this.logger.level = next.log.level;
-      const line = { ...outcome, durationMs: Math.round(performance.now() - started), liveSessions: this.sessionTotal };
-      if (outcome.restartNeededFor.length > 0) this.logger.warn(line, "config reloaded; some changes need a restart");
-      else this.logger.info(line, "config reloaded");
-    } catch (error) {
-      if (error instanceof ReloadInterrupted) return;
-      const known = error instanceof StartupError;
-      this.logger.error(known ? { err: error.message } : { err: error }, "reload refused; the running config stays in force");
-    }
+  /** Counts a reload that never reached reload() (see ReloadGate). */
+  countReload(result: ReloadResult): void {
+    this.hooks.configReloaded?.(result);
   }
 
   /**
@@ -297,7 +250,7 @@ export class KeepaliveProxy {
   }
 
   private async drainAndStop(drainMs: number): Promise<{ drained: number; reset: number }> {
-    await this.reloadChain;
+    await this.gate.idle();
     const before = this.sessionTotal;
     for (const listener of this.listeners.values()) this.retire(listener);
     this.listeners.clear();
@@ -332,8 +285,9 @@ export class KeepaliveProxy {
         logger: this.logger,
         nextSessionId: () => `${this.idPrefix}-${(++this.sessionCount).toString(36)}`,
         processBudget: this.processBudget,
-        makeBudget: (max) => new ConnectionBudget(max),
+        makeBudget: (name, max) => (this.worker ? this.worker.budget(`listener:${name}`, max) : new ConnectionBudget(max)),
         descriptorLimit: softDescriptorLimit(),
+        reusePort: this.worker?.listen,
       },
       // The sessions of the listener it replaces still count against its limit.
       replacing?.budget,
@@ -392,15 +346,6 @@ export class KeepaliveProxy {
   }
 }
 
-/** Settings a reload cannot apply to a running process. */
-function restartNeededFor(current: Config, next: Config): string[] {
-  const needed: string[] = [];
-  if (JSON.stringify(current.admin.listen) !== JSON.stringify(next.admin.listen)) needed.push("admin.listen");
-  if (current.admin.maxConnections !== next.admin.maxConnections) needed.push("admin.maxConnections");
-  if (current.log.format !== next.log.format) needed.push("log.format");
-  return needed;
-}
-
 function sameBinding(a: ListenerSettings, b: ListenerSettings): boolean {
   return a.listen.host === b.listen.host && a.listen.port === b.listen.port;
 }
@@ -432,14 +377,16 @@ export async function startProxy(config: Config, deps: ProxyDeps): Promise<Keepa
   const socketOptions = new SocketOptions(libc);
   verifySocketOptions(socketOptions, config);
   // Before any listener opens: raise RLIMIT_NOFILE, warn if it cannot hold 2 × maxConnections + 64.
-  checkDescriptorBudget(libc, config, deps.logger);
+  // (In a worker the supervisor did it for the whole process tree, whose limits the workers inherit.)
+  if (deps.worker === undefined) checkDescriptorBudget(libc, config, deps.logger);
   const metrics = new ProxyMetrics();
-  const proxy = new KeepaliveProxy(config, socketOptions, deps.logger, deps.hooks ? combineHooks(metrics.hooks, deps.hooks) : metrics.hooks);
+  const proxy = new KeepaliveProxy(config, socketOptions, deps.logger, deps.hooks ? combineHooks(metrics.hooks, deps.hooks) : metrics.hooks, deps.worker);
   proxy.metrics = metrics;
   metrics.observe(proxy);
   try {
     await proxy.start();
-    if (config.admin.listen !== null) {
+    // A worker's admin view is served by its supervisor.
+    if (config.admin.listen !== null && deps.worker === undefined) {
       proxy.admin = new AdminServer(
         config.admin.listen,
         { source: proxy, registry: metrics.registry, logger: deps.logger, counters: metrics.adminConnections },

@@ -26,6 +26,12 @@ export interface AdminDeps {
   readonly logger: Logger;
   /** Where refused and evicted connections are counted; ProxyMetrics' adminConnections. */
   readonly counters?: AdminConnectionCounters;
+  /**
+   * The /connections body, in pieces, when the sessions live elsewhere (the
+   * supervisor asks its workers); by default the source's own sessions are
+   * listed in slices.
+   */
+  readonly listConnections?: (options: { readonly limit: number; readonly listener: string | undefined }) => AsyncGenerator<string, unknown>;
 }
 
 /** The admin config beyond its address. */
@@ -90,7 +96,7 @@ const CAP_LOG_INTERVAL_MS = 60_000;
  * ms: a few sessions' worth of getsockopt calls, small next to the latency of
  * any network, and long enough that yielding costs little.
  */
-const SLICE_BUDGET_MS = 2;
+export const SLICE_BUDGET_MS = 2;
 /**
  * After each slice the listing rests seven times as long: it takes at most an
  * eighth of the process's time. On a host short of CPU (a busy machine, a
@@ -101,7 +107,7 @@ const SLICE_BUDGET_MS = 2;
  * pollers: echo p99 10–80 ms at a quarter, 8–25 ms at an eighth). 10,000 sessions then take about 5 s to list on
  * an idle host: a diagnostic can wait, bytes in flight should not.
  */
-const SLICE_REST_FACTOR = 7;
+export const SLICE_REST_FACTOR = 7;
 
 /**
  * The admin HTTP server, on its own address (loopback by default: /connections
@@ -262,14 +268,14 @@ export class AdminServer {
       gone = true;
     });
     const started = performance.now();
-    const pieces = listConnections(this.deps.source, { limit, listener }, this.slices);
+    const pieces = this.deps.listConnections?.({ limit, listener }) ?? listConnections(this.deps.source, { limit, listener }, this.slices);
     for (;;) {
       const piece = await pieces.next();
       // Abandoned, not closed: nothing in the listing holds a resource.
       if (gone) return;
       if (piece.done === true) {
         res.end();
-        this.deps.logger.debug({ ...piece.value, limit, durationMs: Math.round(performance.now() - started) }, "connections listed");
+        this.deps.logger.debug({ summary: piece.value, limit, durationMs: Math.round(performance.now() - started) }, "connections listed");
         return;
       }
       if (!res.write(piece.value)) await drainedOrClosed(res);

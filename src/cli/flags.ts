@@ -32,6 +32,11 @@ export function proxyFlags(): Record<string, Options> {
     "log-level": { type: "string", group: "Process:", choices: ["fatal", "error", "warn", "info", "debug", "trace", "silent"], desc: "Minimum log level (default info)" },
     "log-format": { type: "string", group: "Process:", choices: ["json", "pretty"], desc: "json lines, or pretty for humans (default json)" },
     admin: { type: "string", group: "Process:", desc: "HOST:PORT for /metrics, /healthz, /readyz, /connections, or off (default 127.0.0.1:9464)" },
+    workers: {
+      type: "string",
+      group: "Process:",
+      desc: "Worker processes, each accepting on its own SO_REUSEPORT socket: auto = one per CPU (default), 1 = a single process",
+    },
     "drain-timeout": { type: "string", group: "Process:", desc: "On SIGTERM, time live sessions get to finish before reset (default 30s)" },
   };
   for (const [prefix, legs, group] of [

@@ -43,6 +43,7 @@ export const GLOBAL_FLAG_PATHS: Readonly<Record<string, Path>> = {
   "log-format": ["log", "format"],
   admin: ["admin", "listen"],
   "drain-timeout": ["shutdown", "drainTimeout"],
+  workers: ["workers"],
 };
 
 /**

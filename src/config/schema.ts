@@ -27,6 +27,8 @@ const MAX_RETRIES = 10;
  * the schema below is built; read by config/written-form.ts.
  */
 export const writtenForms = z.registry<{ readonly form: "duration" | "address" }>();
+/** Far more than any machine this runs on has cores; a typo such as 1000 is refused. */
+const MAX_WORKERS = 256;
 // Far above any need (a scraper or two and a probe), far below a descriptor limit.
 const MAX_ADMIN_CONNECTIONS = 10_000;
 
@@ -262,6 +264,14 @@ export const configSchema = z
       })
       .prefault({})
       .describe("Admin HTTP server; loopback only by default. Set listen to null to turn it off."),
+    workers: z
+      .union([z.literal("auto"), z.number().int().min(1).max(MAX_WORKERS)], {
+        error: `workers must be "auto" (one per CPU this process may use) or a whole number from 1 to ${MAX_WORKERS}`,
+      })
+      .default("auto")
+      .describe(
+        "Worker processes that accept and forward, each on its own SO_REUSEPORT socket, under one supervisor. auto (the default): one per CPU the process may use; 1: a single process, no supervisor.",
+      ),
     limits: z
       .strictObject({
         maxConnections: z.number().int().min(0).default(0).describe("Live sessions across all listeners; 0 = no limit."),

@@ -10,7 +10,17 @@ export interface LoggerOptions {
   readonly format: "json" | "pretty";
   /** Where lines go; stdout by default. Tests pass an in-memory stream. */
   readonly destination?: DestinationStream;
+  /** The `worker` field of every line: a worker's number, or `supervisor`; 1 for a single-process proxy. */
+  readonly worker?: number | "supervisor";
 }
+
+/**
+ * The largest write(2) of log lines. Worker processes share one stdout; a
+ * write to a pipe of at most PIPE_BUF (4096) bytes is atomic, and sonic-boom
+ * cuts its buffer only between lines, so lines of different workers never
+ * interleave mid-line.
+ */
+const MAX_LOG_WRITE = 4096;
 
 /**
  * The root logger. JSON lines with string level labels and ISO times, the form
@@ -24,11 +34,11 @@ export function createLogger(options: LoggerOptions): Logger {
       : // Asynchronous: a burst of session-closed lines is coalesced into few
         // write(2) calls instead of one blocking write each. The CLI flushes
         // it (flushLogger) before the process exits, so no line is lost.
-        pino.destination({ dest: 1, sync: false }));
+        pino.destination({ dest: 1, sync: false, maxWrite: MAX_LOG_WRITE }));
   return pino(
     {
       level: options.level,
-      base: { pid: process.pid },
+      base: { pid: process.pid, worker: options.worker ?? 1 },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },

@@ -17,6 +17,8 @@ export interface Families {
   readonly reloads: Counter<"result">;
   readonly acceptErrors: Counter<"listener" | "errno">;
   readonly optionFailures: Counter<"listener" | "side" | "option">;
+  readonly workers: Gauge;
+  readonly workerRestarts: Counter;
 }
 
 /** What the families read at scrape time. */
@@ -85,6 +87,16 @@ export function registerFamilies(registry: Registry, build: BuildInfo, read: Scr
       name: `${METRIC_PREFIX}accept_errors_total`,
       help: "Clients the proxy could not serve for lack of its own descriptors, buffers or memory; each was reset.",
       labelNames: ["listener", "errno"] as const,
+      registers,
+    }),
+    workers: new Gauge({
+      name: `${METRIC_PREFIX}workers`,
+      help: "Worker processes accepting and forwarding now (1 for a single-process proxy).",
+      registers,
+    }),
+    workerRestarts: new Counter({
+      name: `${METRIC_PREFIX}worker_restarts_total`,
+      help: "Worker processes that died and were replaced by the supervisor.",
       registers,
     }),
     optionFailures: new Counter({

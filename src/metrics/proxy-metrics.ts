@@ -85,6 +85,8 @@ export class ProxyMetrics {
       isDraining: () => this.source?.isDraining === true,
     });
     for (const result of ALL_RELOAD_RESULTS) this.families.reloads.inc({ result }, 0);
+    this.families.workers.set(1);
+    this.families.workerRestarts.inc(0);
     this.adminConnections = registerAdminMetrics(this.registry);
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
 
@@ -125,6 +127,16 @@ export class ProxyMetrics {
   /** The scrape body in Prometheus' text format. */
   scrape(): Promise<string> {
     return this.registry.metrics();
+  }
+
+  /** The supervisor's count of live workers. */
+  setWorkers(n: number): void {
+    this.families.workers.set(n);
+  }
+
+  /** The supervisor replaced a worker that died. */
+  workerRestarted(): void {
+    this.families.workerRestarts.inc();
   }
 
   private onSessionClosed(summary: SessionSummary): void {

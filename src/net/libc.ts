@@ -23,6 +23,15 @@ export interface Libc {
   /** Opens an unconnected TCP socket of the given family, or returns the errno as a negative number. */
   openTcpSocket(family: 4 | 6): number;
   closeFd(fd: number): void;
+  /**
+   * Opens a TCP socket with SO_REUSEADDR and SO_REUSEPORT, binds it to the
+   * address in `sockaddr` (a struct sockaddr_in or sockaddr_in6) and, when
+   * `backlog` is given, listens. Returns the fd, or the errno as a negative
+   * number (the socket is closed again on failure).
+   */
+  openReusePortSocket(family: 4 | 6, sockaddr: Buffer, backlog: number | undefined): number;
+  /** The local port a socket is bound to, or the errno as a negative number. */
+  localPort(fd: number): number;
   /** glibc's mallopt; false where it is missing (musl) or refuses the value. */
   mallopt(param: number, value: number): boolean;
   /** getrlimit: a resource's soft and hard limit (RLIM_INFINITY as Infinity), or the errno. */
@@ -42,6 +51,12 @@ const AF_INET6 = 10;
 const SOCK_STREAM = 1;
 const SOL_SOCKET = 1;
 const SO_LINGER = 13;
+const SO_REUSEADDR = 2;
+const SO_REUSEPORT = 15;
+const SOCK_NONBLOCK = 0o4000;
+const SOCK_CLOEXEC = 0o2000000;
+const IPPROTO_IPV6 = 41;
+const IPV6_V6ONLY = 26;
 
 /** Loads libc through koffi. Throws when not on Linux with glibc or musl. */
 export function loadLibc(): Libc {
@@ -55,6 +70,9 @@ export function loadLibc(): Libc {
   const getsockoptBuf = lib.func("int getsockopt(int, int, int, _Out_ uint8_t *, _Inout_ uint32_t *)");
   const socket = lib.func("int socket(int, int, int)");
   const close = lib.func("int close(int)");
+  const bind = lib.func("int bind(int, const void *, uint32_t)");
+  const listen = lib.func("int listen(int, int)");
+  const getsockname = lib.func("int getsockname(int, _Out_ uint8_t *, _Inout_ uint32_t *)");
   const mallopt = optionalFunc(lib, "int mallopt(int, int)");
   // rlim_t is unsigned long on glibc and musl alike (32 or 64 bits); an
   // anonymous struct, because koffi keeps named types for the process and
@@ -93,6 +111,32 @@ export function loadLibc(): Libc {
     },
     closeFd(fd) {
       close(fd);
+    },
+    openReusePortSocket(family, sockaddr, backlog) {
+      const fd = socket(family === 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number;
+      if (fd < 0) return -koffi.errno();
+      const fail = (): number => {
+        const errno = koffi.errno();
+        close(fd);
+        return -errno;
+      };
+      intIn.writeInt32LE(1, 0);
+      if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, intIn, 4) !== 0) return fail();
+      if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, intIn, 4) !== 0) return fail();
+      if (family === 6) {
+        // [::] takes IPv4 too, as Node's own listen does, whatever net.ipv6.bindv6only says.
+        intIn.writeInt32LE(0, 0);
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, intIn, 4) !== 0) return fail();
+      }
+      if (bind(fd, sockaddr, sockaddr.length) !== 0) return fail();
+      if (backlog !== undefined && listen(fd, backlog) !== 0) return fail();
+      return fd;
+    },
+    localPort(fd) {
+      const buf = Buffer.alloc(28);
+      lenOut[0] = 28;
+      if (getsockname(fd, buf, lenOut) !== 0) return -koffi.errno();
+      return buf.readUInt16BE(2);
     },
     mallopt(param, value) {
       return mallopt !== undefined && mallopt(param, value) === 1;

@@ -1,12 +1,14 @@
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { nearDescriptorLimit } from "../net/descriptor-headroom.js";
+import type { Libc } from "../net/libc.js";
+import { listenIp, openReusePort } from "../net/reuse-port.js";
 import type { LegOptions, OptionFailure, SocketOptions } from "../net/socket-options.js";
 import { LogThrottle } from "../util/log-throttle.js";
 import { formatHostPort, type HostPort, unmapIPv4 } from "../util/host-port.js";
 import type { AccessList } from "./admission/access-list.js";
 import { CloseReason } from "./session/close-reason.js";
-import type { ConnectionBudget } from "./admission/connection-budget.js";
+import type { SessionSlots } from "./admission/connection-budget.js";
 import { ListenError } from "../errors.js";
 import type { AcceptErrno, ConnectResult, OptionSide, ProxyHooks, SessionSummary } from "./hooks.js";
 import { readProxyHeader } from "./admission/proxy-header-reader.js";
@@ -44,12 +46,24 @@ export interface ListenerDeps {
   readonly logger: Logger;
   readonly nextSessionId: () => string;
   /** The process-wide connection limit, shared by all listeners. */
-  readonly processBudget: ConnectionBudget;
-  /** Makes a per-listener budget (a seam for tests). */
-  readonly makeBudget: (max: number) => ConnectionBudget;
+  readonly processBudget: SessionSlots;
+  /** Makes a listener's budget: local, or leased from the supervisor in a worker. */
+  readonly makeBudget: (listener: string, max: number) => SessionSlots;
   /** The process's soft RLIMIT_NOFILE, when known: clients beyond it are reset rather than half-served. */
   readonly descriptorLimit: number | undefined;
+  /** In a worker process: listen on a SO_REUSEPORT socket of its own, beside the other workers'. */
+  readonly reusePort?: SharedListen | undefined;
 }
+
+/** How a worker binds its share of a listen address. */
+export interface SharedListen {
+  readonly libc: Libc;
+  /** The port the supervisor reserved for a listener configured with port 0, so every worker binds the same one. */
+  reservedPort(listener: string): number | undefined;
+}
+
+/** Connections the kernel queues per listening socket before accept. */
+const BACKLOG = 1024;
 
 // The connection-limit slots a session holds (Session.slots bits).
 const LISTENER_SLOT = 1;
@@ -71,7 +85,7 @@ export class ProxyListener implements SessionOwner {
   private accepting = false;
   private pool: UpstreamPool;
   /** Shared with the listener this one replaced, so maxConnections holds across reloads. */
-  readonly budget: ConnectionBudget;
+  readonly budget: SessionSlots;
   private readonly deniedLog = new LogThrottle(DENIED_LOG_INTERVAL_MS);
   private readonly resourcesLog = new LogThrottle(RESOURCES_LOG_INTERVAL_MS);
   private readonly optionLog = new LogThrottle(OPTION_LOG_INTERVAL_MS);
@@ -84,10 +98,10 @@ export class ProxyListener implements SessionOwner {
   constructor(
     private settings: ListenerSettings,
     private readonly deps: ListenerDeps,
-    budget?: ConnectionBudget,
+    budget?: SessionSlots,
   ) {
     this.pool = new UpstreamPool(settings.upstream);
-    this.budget = budget ?? deps.makeBudget(settings.maxConnections);
+    this.budget = budget ?? deps.makeBudget(settings.name, settings.maxConnections);
     this.budget.max = settings.maxConnections;
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     // Errors while binding are start()'s to report (one line); later ones are accept errors.
@@ -116,20 +130,36 @@ export class ProxyListener implements SessionOwner {
   }
 
   /** Binds the listen address. Rejects with a ListenError that names the address and the fix. */
-  start(): Promise<AddressInfo> {
-    const { host, port } = this.settings.listen;
+  async start(): Promise<AddressInfo> {
+    const options = this.deps.reusePort === undefined ? { host: this.settings.listen.host, port: this.settings.listen.port } : { fd: await this.openShared(this.deps.reusePort) };
     return new Promise((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void => {
         reject(new ListenError(this.settings.name, formatHostPort(this.settings.listen), error));
       };
       this.server.once("error", onError);
-      this.server.listen({ host, port, backlog: 1024 }, () => {
+      this.server.listen({ ...options, backlog: BACKLOG }, () => {
         this.server.off("error", onError);
         this.applyClientOptions(this.settings.client);
         this.accepting = true;
         resolve(this.server.address() as AddressInfo);
       });
     });
+  }
+
+  /** A SO_REUSEPORT socket of this worker's on the listen address (the reserved port for port 0). */
+  private async openShared(shared: SharedListen): Promise<number> {
+    const { host, port } = this.settings.listen;
+    const fail = (code: string): ListenError =>
+      new ListenError(this.settings.name, formatHostPort(this.settings.listen), Object.assign(new Error(code), { code }));
+    let ip: string;
+    try {
+      ip = await listenIp(host);
+    } catch (error) {
+      throw fail((error as NodeJS.ErrnoException).code ?? "ENOTFOUND");
+    }
+    const socket = openReusePort(shared.libc, ip, port === 0 ? (shared.reservedPort(this.settings.name) ?? 0) : port, BACKLOG);
+    if ("errno" in socket) throw fail(socket.errno);
+    return socket.fd;
   }
 
   /** The bound address, once started. */
@@ -247,10 +277,39 @@ export class ProxyListener implements SessionOwner {
     const withinListener = this.budget.tryAcquire();
     const withinProcess = withinListener && this.deps.processBudget.tryAcquire();
     session.slots = (withinListener ? LISTENER_SLOT : 0) | (withinProcess ? PROCESS_SLOT : 0);
-    if (!withinProcess) {
+    if (withinProcess) {
+      this.admitted(session, remote, settings);
+      return;
+    }
+    if (this.budget.acquire === undefined && this.deps.processBudget.acquire === undefined) {
       session.abort(CloseReason.ProxyConnectionLimit);
       return;
     }
+    // A budget shared with other workers may lease more slots: the client waits (paused) for the answer.
+    void this.acquireShared(session, withinListener).then((ok) => {
+      if (!session.open) return;
+      if (ok) this.admitted(session, remote, settings);
+      else session.abort(CloseReason.ProxyConnectionLimit);
+    });
+  }
+
+  /** Takes the slots a session still lacks from shared budgets; the session's `slots` say what it holds. */
+  private async acquireShared(session: Session, haveListenerSlot: boolean): Promise<boolean> {
+    if (!haveListenerSlot) {
+      if (!(await (this.budget.acquire?.() ?? Promise.resolve(false)))) return false;
+      session.slots |= LISTENER_SLOT;
+      if (!session.open) this.budget.release();
+    }
+    if (!session.open) return false;
+    if (!this.deps.processBudget.tryAcquire() && !(await (this.deps.processBudget.acquire?.() ?? Promise.resolve(false)))) return false;
+    session.slots |= PROCESS_SLOT;
+    if (!session.open) this.deps.processBudget.release();
+    return session.open;
+  }
+
+  /** A client within every limit: PROXY header, access list, then the upstream. */
+  private admitted(session: Session, remote: string, settings: ListenerSettings): void {
+    const client = session.client;
     const pp = settings.acceptProxyProtocol;
     if (pp && !pp.trusted.permits(remote)) {
       session.abort(CloseReason.ClientProxyUntrusted);
