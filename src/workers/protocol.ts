@@ -36,7 +36,7 @@ export interface WorkerListeners {
 export type FromWorker =
   | ({ readonly t: "started"; readonly id: number; readonly ok: true } & WorkerListeners)
   | { readonly t: "started"; readonly id: number; readonly ok: false; readonly error: string; readonly code: string | undefined }
-  | ({ readonly t: "reloaded"; readonly id: number; readonly ok: true; readonly outcome: ReloadOutcome } & WorkerListeners)
+  | ({ readonly t: "reloaded"; readonly id: number; readonly ok: true; readonly outcome: ReloadOutcome; readonly liveSessions: number } & WorkerListeners)
   | { readonly t: "reloaded"; readonly id: number; readonly ok: false; readonly error: string }
   | { readonly t: "drained"; readonly drained: number; readonly reset: number }
   | { readonly t: "metrics"; readonly id: number; readonly metrics: MetricObjectWithValues<MetricValue<string>>[] }

@@ -75,6 +75,7 @@ export class Supervisor implements Reloadable {
   private readonly gate: ReloadGate;
   private readonly metrics = new ProxyMetrics();
   private draining = false;
+  private lastLiveSessions = 0;
   private stopping: Promise<{ drained: number; reset: number }> | undefined;
   admin: AdminServer | undefined;
   /** The supervisor reads no socket: /connections comes from the workers (see mergedConnections). */
@@ -106,9 +107,9 @@ export class Supervisor implements Reloadable {
     return this.draining;
   }
 
-  /** The supervisor has no sessions of its own; reload lines leave the count out. */
+  /** Live sessions across workers, as they reported at the last reload (the supervisor has none of its own). */
   get sessionTotal(): number {
-    return 0;
+    return this.lastLiveSessions;
   }
 
   /** Sessions live here: none (for the metrics' scrape-time byte count, which the workers do). */
@@ -238,9 +239,12 @@ export class Supervisor implements Reloadable {
       this.countReload("failure");
       throw new Error(refused === undefined ? "a worker did not answer the reload" : refused.ok ? "a worker refused the reload" : refused.error);
     }
+    this.lastLiveSessions = 0;
     links.forEach((l, i) => {
       const a = answers[i];
-      if (a?.ok === true) this.accepting.set(l.slot, new Set(a.accepting));
+      if (a?.ok !== true) return;
+      this.accepting.set(l.slot, new Set(a.accepting));
+      this.lastLiveSessions += a.liveSessions;
     });
     this.config = next;
     this.releaseReservations(new Set(next.listeners.map((l) => l.name)));

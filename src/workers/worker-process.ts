@@ -81,7 +81,7 @@ async function reload(id: number, message: WorkerConfig): Promise<void> {
   try {
     const outcome = await proxy.reload(message.config);
     if (logger) logger.level = message.config.log.level;
-    send({ t: "reloaded", id, ok: true, outcome, accepting: accepting() });
+    send({ t: "reloaded", id, ok: true, outcome, liveSessions: proxy.sessionTotal, accepting: accepting() });
   } catch (error) {
     send({ t: "reloaded", id, ok: false, error: error instanceof Error ? error.message : String(error) });
   }
@@ -147,7 +147,10 @@ process.on("message", (message: ToWorker) => {
     logger?.error({ err: error }, "worker failed to handle a supervisor message");
   }
 });
-// The supervisor is gone (killed): nobody can stop this worker any more, so it stops now.
+// The supervisor is gone (killed): nobody can stop this worker any more, so it stops now,
+// resetting its sessions (a drain in progress included), as the kernel would for a killed proxy.
 process.on("disconnect", () => {
-  if (!draining) void (proxy?.shutdown(0) ?? Promise.resolve()).then(() => process.exit(0));
+  void (proxy?.shutdown(0) ?? Promise.resolve())
+    .then(() => (logger ? flushLogger(logger) : undefined))
+    .then(() => process.exit(0));
 });

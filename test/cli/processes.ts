@@ -24,6 +24,20 @@ export function listeningPorts(pid: number): number[] {
   return ports.sort((a, b) => a - b);
 }
 
+/**
+ * The ports `pid` and its child processes (a supervisor's workers) listen on,
+ * each port once: every worker has its own socket on the same port.
+ */
+export function treeListeningPorts(pid: number): number[] {
+  const children = safe(() => readdirSync(`/proc/${pid}/task`), [] as string[]).flatMap((task) =>
+    safe(() => readFileSync(`/proc/${pid}/task/${task}/children`, "utf8"), "")
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number),
+  );
+  return [...new Set([pid, ...children].flatMap((p) => listeningPorts(p)))].sort((a, b) => a - b);
+}
+
 /** Whether `pid` has a handler installed for signal number `signo` (its SigCgt mask). */
 export function catchesSignal(pid: number, signo: number): boolean {
   const mask = /SigCgt:\s*([0-9a-f]+)/.exec(safe(() => readFileSync(`/proc/${pid}/status`, "utf8"), ""))?.[1];

@@ -8,7 +8,7 @@ import { startTestProxy, waitUntil } from "../helpers/in-process-proxy.js";
 import { startLocalProxy, writeTempConfig } from "../helpers/local-proxy.js";
 import { CLI_PATH, type ProxyLogLine } from "../helpers/proxy-process.js";
 import { connectClient, observe, startServer } from "../helpers/tcp.js";
-import { catchesSignal, listeningPorts } from "./processes.js";
+import { catchesSignal, listeningPorts, treeListeningPorts } from "./processes.js";
 
 /** Sends bytes through the proxy at `port` and waits until the upstream has them. */
 async function carriesBytes(port: number, upstream: Awaited<ReturnType<typeof startServer>>, text: string): Promise<void> {
@@ -117,16 +117,17 @@ describe("SIGUSR1 and SIGUSR2", () => {
     const { child, log, stderr } = spawnCli(["--listen", "127.0.0.1:0", "--upstream", `127.0.0.1:${upstream.port}`, "--admin", "off"]);
     const port = Number((await log.entries.waitFor((l) => l.msg === "listening", 30_000, "listening")).port);
     const pid = child.pid ?? 0;
-    expect(listeningPorts(pid)).toEqual([port]);
+    // The supervisor and its workers: the workers hold the listening sockets, the supervisor takes the signal.
+    expect(treeListeningPorts(pid)).toEqual([port]);
     child.kill("SIGUSR1");
     const ignored = await log.entries.waitFor((l) => l.msg.startsWith("SIGUSR1 ignored"), 5000, "the SIGUSR1 line");
     expect(ignored).toMatchObject({ level: "info", signal: "SIGUSR1" });
     // Give an inspector ten times as long as the control's took to open; it never does.
     const until = Date.now() + Math.max(10 * inspectorOpensMs, 200);
-    const seen = await waitUntil(() => (listeningPorts(pid).length !== 1 ? "opened" : Date.now() > until ? "never" : undefined), 20_000, "the watch to end");
+    const seen = await waitUntil(() => (treeListeningPorts(pid).length !== 1 ? "opened" : Date.now() > until ? "never" : undefined), 20_000, "the watch to end");
     expect(seen).toBe("never");
-    expect(listeningPorts(pid)).toEqual([port]);
-    expect(listeningPorts(pid)).not.toContain(9229);
+    expect(treeListeningPorts(pid)).toEqual([port]);
+    expect(treeListeningPorts(pid)).not.toContain(9229);
     // Nor did it try and fail (9229 held by another process): Node says so on stderr when it does.
     expect(stderr()).not.toMatch(/inspector|Debugger/i);
     await carriesBytes(port, upstream, "after SIGUSR1");
