@@ -160,9 +160,11 @@ export class KeepaliveProxy {
         const existing = this.listeners.get(name);
         if (existing && sameBinding(existing.current, settings)) continue;
         // A new name on an address whose old name is gone: the same listener, renamed; its socket stays.
-        const renamed = [...this.listeners.values()].find(
-          (l) => !wanted.has(l.name) && sameBinding(l.current, settings) && !renames.some(([r]) => r === l),
-        );
+        // (Port 0 asks for a port of its own, so two port-0 listeners are never "the same address".)
+        const renamed =
+          settings.listen.port === 0
+            ? undefined
+            : [...this.listeners.values()].find((l) => !wanted.has(l.name) && sameBinding(l.current, settings) && !renames.some(([r]) => r === l));
         if (renamed) {
           renames.push([renamed, settings]);
           continue;
