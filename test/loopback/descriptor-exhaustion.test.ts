@@ -4,7 +4,7 @@
 // counted, the upstream is never blamed, and it serves again once they leave.
 
 import { spawn } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { ChildLog } from "../helpers/child-log.js";
@@ -32,6 +32,12 @@ async function startEcho(): Promise<number> {
 }
 
 type Outcome = "echoed" | "reset" | "ended" | "error";
+
+/** Descriptors open in the proxy: the process and its children (a supervisor's workers, which each inherit the limit). */
+function descriptorsOf(pid: number): number {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(/\s+/).filter(Boolean).map(Number);
+  return [pid, ...children].reduce((sum, p) => sum + readdirSync(`/proc/${p}/fd`).length, 0);
+}
 
 /** Connects, sends one byte and says what came back: the echo, a reset, or an orderly end. */
 function probe(port: number, keep: Socket[]): Promise<Outcome> {
@@ -93,7 +99,7 @@ describe("descriptor exhaustion", () => {
     });
     const outcomes = await Promise.all(Array.from({ length: FLOOD }, () => probe(port, flood)));
     const count = (o: Outcome): number => outcomes.filter((x) => x === o).length;
-    const descriptors = readdirSync(`/proc/${pid}/fd`).length;
+    const descriptors = descriptorsOf(pid);
     console.log(
       `${FLOOD} clients against --nofile=128: echoed ${count("echoed")}, reset ${count("reset")}, ended ${count("ended")}, other ${count("error")}; proxy holds ${descriptors} descriptors (Node ${process.version})`,
     );
@@ -117,7 +123,7 @@ describe("descriptor exhaustion", () => {
 
     // Once the flood leaves, a new client is served.
     for (const s of flood) s.destroy();
-    await waitUntil(() => readdirSync(`/proc/${pid}/fd`).length < descriptors - 50 || undefined, 10_000, "the flood's descriptors to be freed");
+    await waitUntil(() => descriptorsOf(pid) < descriptors - 50 || undefined, 10_000, "the flood's descriptors to be freed");
     const fresh = connect({ host: "127.0.0.1", port });
     onTestFinished(() => {
       fresh.destroy();

@@ -144,6 +144,9 @@ interface UpstreamPorts {
   readonly farIp: string;
 }
 
+/** `workers` of the soaked proxy. */
+const WORKERS: number | "auto" = process.env.SOAK_WORKERS === undefined || process.env.SOAK_WORKERS === "auto" ? "auto" : Number(process.env.SOAK_WORKERS);
+
 /** The config file of generation `gen`: odd generations add the `spare` listener and toggle settings on `echo`. */
 function configFor(up: UpstreamPorts, gen: number): string {
   const toggled = gen % 2 === 1;
@@ -163,6 +166,8 @@ function configFor(up: UpstreamPorts, gen: number): string {
   ];
   if (toggled) listeners.push({ name: "spare", listen: "127.0.0.1:0", upstream: { address: local(up.echo) } });
   return stringify({
+    // SOAK_WORKERS=1 soaks the single-process proxy; the default is the proxy's own default (auto).
+    workers: WORKERS,
     log: { level: "info", format: "json" },
     admin: { listen: "127.0.0.1:0" },
     shutdown: { drainTimeout: "5s" },
@@ -194,9 +199,20 @@ function scenarios(ports: Record<string, number>): Record<string, unknown>[] {
 
 const LISTENERS = ["echo", "slow", "reset", "refuse", "vanish"] as const;
 
-/** Descriptors the process has open now. */
+/** Descriptors the proxy has open now: the process and its worker processes. */
 function openFds(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
+  return proxyPids(pid).reduce((sum, p) => sum + readdirSync(`/proc/${p}/fd`).length, 0);
+}
+
+/** Resident memory of the proxy: the process and its workers. */
+function treeRss(pid: number): number {
+  return proxyPids(pid).reduce((sum, p) => sum + rssBytes(p), 0);
+}
+
+/** The proxy's pid and those of its children (a supervisor's workers). */
+function proxyPids(pid: number): number[] {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(/\s+/).filter(Boolean).map(Number);
+  return [pid, ...children];
 }
 
 /** Sum of the samples of `name` whose labels include `labels`. */
@@ -301,7 +317,7 @@ export async function runSoak(lab: Lab, options: SoakOptions): Promise<SoakRepor
   await scrape();
   await reload(0);
   await scrape();
-  const baseline = { fds: openFds(proxy.pid), rss: rssBytes(proxy.pid) };
+  const baseline = { fds: openFds(proxy.pid), rss: treeRss(proxy.pid) };
   log(`soak: proxy pid ${proxy.pid}, ${baseline.fds} descriptors, RSS ${(baseline.rss / 2 ** 20).toFixed(1)} MiB; ${options.seconds} s of traffic, ${options.concurrency} at once`);
 
   const clients = new Worker<ClientEvent>(proxyNs, lab, CLIENTS_SCRIPT, {
@@ -325,7 +341,7 @@ export async function runSoak(lab: Lab, options: SoakOptions): Promise<SoakRepor
     while (!faultsDone()) {
       const next = Date.now() + RELOAD_EVERY_MS;
       await reload((reloadsSent + 1) % REWRITE_EVERY === 0 ? generation + 1 : generation);
-      const rss = rssBytes(proxy.pid);
+      const rss = treeRss(proxy.pid);
       peakRss = Math.max(peakRss, rss);
       if (reloadsSent % RSS_SAMPLE_EVERY === 0) rssSeries.push(rss);
       await sleepUntil(next, faultsDone);
@@ -356,7 +372,7 @@ export async function runSoak(lab: Lab, options: SoakOptions): Promise<SoakRepor
       progressFrom.i += items.length;
       const last = items.filter((e) => e.ev === "progress").at(-1);
       if (last) {
-        log(`soak: ${String(last.sessions)} sessions, ${String(last.problems)} problems, reloads ${reloadsSent}, vanishes ${vanishes}, RSS ${mib(rssBytes(proxy.pid))} MiB`);
+        log(`soak: ${String(last.sessions)} sessions, ${String(last.problems)} problems, reloads ${reloadsSent}, vanishes ${vanishes}, RSS ${mib(treeRss(proxy.pid))} MiB`);
       }
     }, 10_000);
     try {
@@ -411,7 +427,7 @@ export async function runSoak(lab: Lab, options: SoakOptions): Promise<SoakRepor
   } catch {
     // reported by the check below
   }
-  const endRss = rssBytes(proxy.pid);
+  const endRss = treeRss(proxy.pid);
   const warmRss = rssSeries[0] ?? baseline.rss;
   const endFdTargets = fdTargets(proxy.pid);
 
