@@ -215,6 +215,7 @@ function judgedOurs(data) {
 
 const verdict = (ok) => (ok === undefined ? "not measured" : ok ? "**met**" : "**missed**");
 const spread = (xs, digits, unit = "") => (xs.length > 1 ? ` [${fmt(Math.min(...xs), digits)}–${fmt(Math.max(...xs), digits)}${unit}]` : "");
+const withUnit = (x, digits, unit) => (x === undefined ? "–" : `${fmt(x, digits)} ${unit}`);
 const signed = (x, digits) => (x === undefined ? "–" : `${x >= 0 ? "+" : ""}${fmt(x, digits)}`);
 
 /** The issue's targets for keepalive-proxy, each judged on same-round comparisons with HAProxy. */
@@ -235,8 +236,8 @@ function targetsSection(res, data) {
     const altR = alt ? med(res.paired(alt.name, ref.name, scenario, fn)) : undefined;
     rows.push([
       what,
-      `${fmt(med(res.values(ours.name, scenario, fn)), digits)} ${unit}`,
-      `${fmt(med(res.values(ref.name, scenario, fn)), digits)} ${unit}`,
+      withUnit(med(res.values(ours.name, scenario, fn)), digits, unit),
+      withUnit(med(res.values(ref.name, scenario, fn)), digits, unit),
       r.length ? `${fmt(m, 2)}×${spread(r, 2)}` : "–",
       `≥ ${fmt(threshold, 1)}×`,
       verdict(m === undefined ? undefined : m >= threshold),
@@ -256,8 +257,8 @@ function targetsSection(res, data) {
     const altDiff = alt ? med(res.paired(alt.name, ref.name, "rr1", metric.p50, minus)) : undefined;
     rows.push([
       "p50 latency added, 1 connection",
-      `${signed(med(oursAdded), 1)} µs`,
-      `${signed(med(refAdded), 1)} µs`,
+      oursAdded.length ? `${signed(med(oursAdded), 1)} µs` : "–",
+      refAdded.length ? `${signed(med(refAdded), 1)} µs` : "–",
       diff.length ? `${signed(m, 1)} µs${spread(diff, 1)}` : "–",
       "≤ HAProxy + 10 µs",
       verdict(m === undefined ? undefined : m <= 10),
@@ -272,8 +273,8 @@ function targetsSection(res, data) {
     const altR = alt ? med(res.paired(alt.name, base.name, "cps", metric.cpuUsPerConn)) : undefined;
     rows.push([
       "proxy CPU per new connection",
-      `${fmt(med(res.values(ours.name, "cps", metric.cpuUsPerConn)), 0)} µs`,
-      `${fmt(med(res.values(ref.name, "cps", metric.cpuUsPerConn)), 0)} µs`,
+      withUnit(med(res.values(ours.name, "cps", metric.cpuUsPerConn)), 0, "µs"),
+      withUnit(med(res.values(ref.name, "cps", metric.cpuUsPerConn)), 0, "µs"),
       r.length ? `${fmt(m, 2)}× the naive Node pipe (${fmt(med(res.values(base.name, "cps", metric.cpuUsPerConn)), 0)} µs)${spread(r, 2)}` : "–",
       "≤ 1.5× naive pipe",
       verdict(m === undefined ? undefined : m <= 1.5),
@@ -288,7 +289,7 @@ function targetsSection(res, data) {
     rows.push([
       `RSS per idle proxied connection${conns ? ` (${fmt(conns, 0)} held)` : ""}`,
       v.length ? `${fmt(m, 2)} KiB${spread(v, 2)}` : "–",
-      `${fmt(med(res.values(ref.name, "idle", metric.rssKiBPerConn)), 2)} KiB`,
+      withUnit(med(res.values(ref.name, "idle", metric.rssKiBPerConn)), 2, "KiB"),
       "–",
       "≤ 5 KiB",
       verdict(m === undefined ? undefined : m <= 5),
@@ -343,6 +344,26 @@ function costSection(res, data) {
     ["target", "processes", "CPU µs per new connection", "CPU µs per transaction (50 conns)", "CPU s/GB client → upstream", "CPU s/GB upstream → client", "RSS KiB per idle connection (connections held)", "PSS KiB per idle connection", "failed, all scenarios and rounds"],
     rows,
   );
+}
+
+/**
+ * Where a multi-process target's memory went in the idle scenario: the RSS
+ * growth of each of its processes (supervisor or master first), from the
+ * first round in which it ran; shows how connections spread over workers and
+ * whether the supervisor holds anything per connection.
+ */
+function perProcessLines(res, targets) {
+  const lines = [];
+  for (const t of targets) {
+    const run = res.okRuns(t.name, "idle").find((r) => r.memoryBefore?.perProcess && r.memoryAfter?.perProcess);
+    if (!run || run.memoryAfter.processes < 2 || run.memoryAfter.processes > 16) continue;
+    const before = new Map(run.memoryBefore.perProcess.map((p) => [p.pid, p.rssKiB]));
+    const parts = [...run.memoryAfter.perProcess]
+      .sort((a, b) => Number(b.leader) - Number(a.leader))
+      .map((p) => `${p.leader ? "supervisor/master" : `pid ${p.pid}`} ${fmt(p.rssKiB / 1024, 1)} MiB (${before.has(p.pid) ? `+${fmt((p.rssKiB - before.get(p.pid)) / 1024, 1)}` : "new"})`);
+    lines.push(`- ${t.label}, round ${run.round + 1}, RSS by process after opening (growth): ${parts.join(", ")}.`);
+  }
+  return lines;
 }
 
 /** The targets a run left out because the build lacked a flag they need. */
@@ -458,6 +479,8 @@ export function renderReport(data) {
       const notes = targets.filter((x) => x.note);
       for (const t of notes) parts.push(`- ${t.label}: ${t.note}.`);
       if (notes.length) parts.push("");
+      const perProcess = perProcessLines(res, targets);
+      if (perProcess.length) parts.push(...perProcess, "");
       parts.push(
         `A connection counts as open once one byte has gone through the proxy to the upstream and back. RSS per connection is (VmRSS after opening − VmRSS just after start) / connections, summed over the proxy's processes; for socat, which forks a process per connection, VmRSS counts shared pages once per process and Pss is the fairer figure. \"working after\" is the worst round's count of connections that still echoed a byte after the memory was read.`,
         "",
