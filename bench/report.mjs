@@ -435,7 +435,7 @@ export function renderReadmeSummary(data) {
   const m = data.meta.machine;
   const noisy = data.rounds.filter((r) => (r.otherCpuS ?? 0) / ((r.wallS || 1) * m.nproc) > 0.1).length;
   return [
-    `Measured ${data.meta.date.slice(0, 10)} on ${m.nproc} CPUs (${m.cpuModel}), Linux ${m.kernel}, Node ${m.versions.node}, ${m.versions.haproxy}; ${data.meta.rounds} rounds of ${data.meta.durationS} s per measurement${noisy ? `, ${noisy} of them shared with other work` : ""}. Every scenario and target, with spreads and CPU per transaction: [bench/RESULTS.md](bench/RESULTS.md).`,
+    `Measured ${data.meta.date.slice(0, 10)} (keepalive-proxy commit ${m.gitCommit}${m.srcModified ? " with uncommitted changes in src/" : ""}) on ${m.nproc} CPUs (${m.cpuModel}), Linux ${m.kernel}, Node ${m.versions.node}, ${m.versions.haproxy}; ${data.meta.rounds} rounds of ${data.meta.durationS} s per measurement${noisy ? `, ${noisy} of them shared with other work` : ""}. Every scenario and target, with spreads and CPU per transaction: [bench/RESULTS.md](bench/RESULTS.md).`,
     "",
     targetsSection(res, data),
     "",
