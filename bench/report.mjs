@@ -326,7 +326,8 @@ function costSection(res, data) {
     const idle = res.values(t.name, "idle", (r) => r.memoryAfter?.processes);
     const timed = res.values(t.name, "rr50", (r) => r.processes);
     const v = idle.length ? idle : timed;
-    return v.length ? fmt(median(v), 0) : "–";
+    const sockets = res.values(t.name, "rr50", (r) => r.listenSockets).concat(res.values(t.name, "idle", (r) => r.listenSockets));
+    return `${v.length ? fmt(median(v), 0) : "–"}${sockets.length ? ` / ${fmt(Math.max(...sockets), 0)}` : ""}`;
   };
   const failures = (t) => res.runs.filter((r) => r.target === t.name).reduce((n, r) => n + failuresOf(r), 0);
   const rows = proxies.map((t) => [
@@ -341,7 +342,7 @@ function costSection(res, data) {
     String(failures(t)),
   ]);
   return table(
-    ["target", "processes", "CPU µs per new connection", "CPU µs per transaction (50 conns)", "CPU s/GB client → upstream", "CPU s/GB upstream → client", "RSS KiB per idle connection (connections held)", "PSS KiB per idle connection", "failed, all scenarios and rounds"],
+    ["target", "processes / listening sockets", "CPU µs per new connection", "CPU µs per transaction (50 conns)", "CPU s/GB client → upstream", "CPU s/GB upstream → client", "RSS KiB per idle connection (connections held)", "PSS KiB per idle connection", "failed, all scenarios and rounds"],
     rows,
   );
 }

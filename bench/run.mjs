@@ -249,14 +249,22 @@ async function settleProcesses(pgid) {
 
 /** Whether something listens on 127.0.0.1:port, from /proc/net/tcp (no connection made, so no session logged). */
 function listening(port) {
+  return listeningSockets(port) > 0;
+}
+
+/**
+ * How many sockets listen on port: one per worker with SO_REUSEPORT, one in
+ * all for a socket shared by every process or thread (nginx, HAProxy 2.6).
+ */
+function listeningSockets(port) {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
   return fs
     .readFileSync("/proc/net/tcp", "utf8")
     .split("\n")
-    .some((line) => {
+    .filter((line) => {
       const f = line.trim().split(/\s+/);
       return f[1]?.endsWith(hex) && f[3] === "0A";
-    });
+    }).length;
 }
 
 /**
@@ -397,6 +405,7 @@ async function startTarget(target, env) {
   }
   const running = new RunningTarget(target, ctx, child);
   running.processes = processes;
+  running.listenSockets = listeningSockets(ctx.listenPort);
   return running;
 }
 
@@ -416,6 +425,7 @@ async function measure(running, scenario, env) {
   return {
     wallS,
     processes: running.pgid ? groupPids(running.pgid, { live: true }).length : null,
+    listenSockets: running.pgid ? running.listenSockets : null,
     proxyCpuS: cpu0 === undefined ? null : cpu1.user + cpu1.sys - cpu0.user - cpu0.sys,
     proxyUserS: cpu0 === undefined ? null : cpu1.user - cpu0.user,
     proxySysS: cpu0 === undefined ? null : cpu1.sys - cpu0.sys,
@@ -445,7 +455,7 @@ async function measureIdle(running, env) {
   });
   const opened = lines.find((l) => l.phase === "opened");
   const checked = lines.find((l) => l.phase === "checked");
-  return { proxyCpuOpenS: cpuOpen, memoryBefore: before, memoryAfter: after, opened, load: checked };
+  return { proxyCpuOpenS: cpuOpen, memoryBefore: before, memoryAfter: after, listenSockets: running.pgid ? running.listenSockets : null, opened, load: checked };
 }
 
 // ------------------------------------------------------------ machine and versions
