@@ -14,7 +14,7 @@
 // on every target, targets in an order rotated by one each round; every
 // figure is reported as the median over rounds with its min–max, and as a
 // ratio to the direct connection measured in the same round. The proxy's CPU
-// time comes from /proc/PID/stat of its whole process group, its memory from
+// time comes from /proc/PID/stat of its whole process tree (group and descendants), its memory from
 // /proc/PID/status (VmRSS) and /proc/PID/smaps_rollup (Pss).
 
 import { spawn, spawnSync } from "node:child_process";
