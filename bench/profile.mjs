@@ -21,7 +21,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { freePort } from "./ports.mjs";
-import { targets } from "./targets.mjs";
+import { cliFlags, missingRequirement, targets } from "./targets.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -66,6 +66,21 @@ async function waitForListen(port) {
   throw new Error(`nothing listens on ${port}`);
 }
 
+/** Waits (at most 15 s) for the proxy's /readyz to answer 200: with workers, every one listens then. */
+async function waitForReady(port) {
+  for (let i = 0; i < 300; i++) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+    } catch {
+      // not up yet
+    }
+    await sleep(50);
+  }
+  throw new Error(`/readyz on ${port} never answered 200`);
+}
+
 function run(cmd, args, stdio = "inherit") {
   const child = spawn(cmd, args, { stdio });
   children.push(child);
@@ -82,6 +97,11 @@ const adminPort = await freePort();
 const server = run(kpbench, ["server", "--port", String(upstreamPort)]);
 await waitForListen(upstreamPort);
 const logFd = fs.openSync("/dev/null", "w");
+// With workers, one process carries the traffic of a connection: profile one
+// worker (--workers 1) unless told otherwise. The supervisor writes a profile
+// of its own too; the busiest one is kept (below).
+const flags = cliFlags(root);
+const workerArgs = flags.has("--workers") && !positionals.some((a) => a.startsWith("--workers")) ? ["--workers", "1"] : [];
 const proxy = run(
   process.execPath,
   [
@@ -95,11 +115,13 @@ const proxy = run(
     `127.0.0.1:${upstreamPort}`,
     "--admin",
     `127.0.0.1:${adminPort}`,
+    ...workerArgs,
     ...positionals,
   ],
   ["ignore", logFd, "inherit"],
 );
 await waitForListen(listenPort);
+await waitForReady(adminPort);
 // V8 stamps profile samples with CLOCK_MONOTONIC µs, as process.hrtime reads
 // it; samples before this instant are the proxy's startup and are left out.
 const loadStartUs = Number(process.hrtime.bigint() / 1000n);
@@ -111,7 +133,12 @@ loadgen.stdout.on("data", (c) => {
 await loadgen.done;
 proxy.kill("SIGTERM");
 await proxy.done;
-const file = fs.readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"));
+// One .cpuprofile per process (a supervisor and its workers each write one):
+// the largest holds the most samples, the worker that carried the load.
+const file = fs
+  .readdirSync(profDir)
+  .filter((f) => f.endsWith(".cpuprofile"))
+  .sort((a, b) => fs.statSync(path.join(profDir, b)).size - fs.statSync(path.join(profDir, a)).size)[0];
 if (!file) throw new Error("the proxy wrote no .cpuprofile (did it exit cleanly on SIGTERM?)");
 const target = path.join(outDir, `${opts.scenario}.cpuprofile`);
 fs.renameSync(path.join(profDir, file), target);
@@ -122,7 +149,7 @@ const comparison = opts.compare ? await compare(opts.compare.split(",")) : "";
 const text = [
   `# keepalive-proxy CPU profile: ${opts.scenario}`,
   "",
-  `\`node --cpu-prof\` (sampling every ${opts.interval} µs) on the proxy in its default configuration (log level info, to /dev/null) for ${duration} s of \`kpbench ${load.join(" ")}\`${positionals.length ? `, proxy flags: \`${positionals.join(" ")}\`` : ""}. Load generator result: \`${result.trim()}\``,
+  `\`node --cpu-prof\` (sampling every ${opts.interval} µs) on the proxy in its default configuration (log level info, to /dev/null) for ${duration} s of \`kpbench ${load.join(" ")}\`${[...workerArgs, ...positionals].length ? `, proxy flags: \`${[...workerArgs, ...positionals].join(" ")}\`` : ""}. Load generator result: \`${result.trim()}\``,
   "",
   summary,
   comparison,
@@ -232,6 +259,11 @@ async function compare(names) {
   for (const name of names) {
     const entry = targets.find((t) => t.name === name);
     if (!entry?.start) throw new Error(`--compare: no proxy target named ${name}`);
+    const missing = missingRequirement(entry, flags);
+    if (missing) {
+      console.error(`--compare: skipping ${name} (${entry.label}): ${missing}`);
+      continue;
+    }
     const dir = fs.mkdtempSync(path.join(outDir, ".tmp-"));
     const ctx = { listenPort: await freePort(), upstreamPort, adminPort: await freePort(), dir, root, node: process.execPath, idleConns: 1000, fdLimit: 20000 };
     const spec = entry.start(ctx);
@@ -241,6 +273,7 @@ async function compare(names) {
     children.push(child);
     const exited = new Promise((resolve) => child.once("exit", resolve));
     await waitForListen(ctx.listenPort);
+    if (entry.ready) for (let i = 0; i < 300 && !(await entry.ready(ctx)); i++) await sleep(50);
     await sleep(300);
     const pids = groupPids(child.pid);
     const cpu0 = cpuOf(pids);

@@ -197,15 +197,38 @@ function scenarioTable(res, scenario, targets) {
   }
 }
 
-/** The issue's targets for keepalive-proxy, each judged on same-round comparisons with HAProxy. */
-function targetsSection(res, targets) {
+/**
+ * The keepalive-proxy target the section judges and why: `judged.ours` when
+ * it ran, else the stand-in measured in its place (a build without the flag
+ * it needs), else none; `why` says what was skipped.
+ */
+function judgedOurs(data) {
+  const targets = data.meta.targets;
+  const skipped = data.meta.skipped ?? [];
   const ours = targets.find((t) => t.name === judged.ours);
+  if (ours) return { ours };
+  const gone = skipped.find((s) => s.name === judged.ours);
+  const standIn = targets.find((t) => t.standInFor === judged.ours);
+  const why = gone ? `${gone.label} was skipped: ${gone.reason}` : `${judged.ours} was not in this run`;
+  return { ours: standIn, why };
+}
+
+const verdict = (ok) => (ok === undefined ? "not measured" : ok ? "**met**" : "**missed**");
+const spread = (xs, digits, unit = "") => (xs.length > 1 ? ` [${fmt(Math.min(...xs), digits)}–${fmt(Math.max(...xs), digits)}${unit}]` : "");
+const withUnit = (x, digits, unit) => (x === undefined ? "–" : `${fmt(x, digits)} ${unit}`);
+const signed = (x, digits) => (x === undefined ? "–" : `${x >= 0 ? "+" : ""}${fmt(x, digits)}`);
+
+/** The issue's targets for keepalive-proxy, each judged on same-round comparisons with HAProxy. */
+function targetsSection(res, data) {
+  const targets = data.meta.targets;
+  const { ours, why } = judgedOurs(data);
   const ref = targets.find((t) => t.name === judged.reference);
-  if (!ours || !ref) return "_keepalive-proxy or HAProxy was not in this run; no targets judged._";
-  const alt = targets.find((t) => t.group === "ours" && t.name !== ours.name);
+  const note = why && ours ? `_${why}; judged instead: ${ours.label}._\n\n` : "";
+  if (!ours || !ref) return `_${why ?? "keepalive-proxy was not in this run"}${ref ? "" : "; HAProxy was not in this run"}: no targets judged._`;
+  const alt = targets.find((t) => t.name === judged.alt && t.name !== ours.name);
+  const base = targets.find((t) => t.name === judged.baseline);
   const rows = [];
   const med = (xs) => median(xs);
-  const verdict = (ok) => (ok === undefined ? "not measured" : ok ? "**met**" : "**not met**");
 
   const ratioRow = (what, scenario, fn, unit, threshold, digits) => {
     const r = res.paired(ours.name, ref.name, scenario, fn);
@@ -213,9 +236,9 @@ function targetsSection(res, targets) {
     const altR = alt ? med(res.paired(alt.name, ref.name, scenario, fn)) : undefined;
     rows.push([
       what,
-      `${fmt(med(res.values(ours.name, scenario, fn)), digits)} ${unit}`,
-      `${fmt(med(res.values(ref.name, scenario, fn)), digits)} ${unit}`,
-      r.length ? `${fmt(m, 2)}× [${fmt(Math.min(...r), 2)}–${fmt(Math.max(...r), 2)}]` : "–",
+      withUnit(med(res.values(ours.name, scenario, fn)), digits, unit),
+      withUnit(med(res.values(ref.name, scenario, fn)), digits, unit),
+      r.length ? `${fmt(m, 2)}×${spread(r, 2)}` : "–",
       `≥ ${fmt(threshold, 1)}×`,
       verdict(m === undefined ? undefined : m >= threshold),
       altR === undefined ? "–" : `${fmt(altR, 2)}×`,
@@ -234,22 +257,39 @@ function targetsSection(res, targets) {
     const altDiff = alt ? med(res.paired(alt.name, ref.name, "rr1", metric.p50, minus)) : undefined;
     rows.push([
       "p50 latency added, 1 connection",
-      `+${fmt(med(oursAdded), 1)} µs`,
-      `+${fmt(med(refAdded), 1)} µs`,
-      diff.length ? `${m >= 0 ? "+" : ""}${fmt(m, 1)} µs [${fmt(Math.min(...diff), 1)}–${fmt(Math.max(...diff), 1)}]` : "–",
+      oursAdded.length ? `${signed(med(oursAdded), 1)} µs` : "–",
+      refAdded.length ? `${signed(med(refAdded), 1)} µs` : "–",
+      diff.length ? `${signed(m, 1)} µs${spread(diff, 1)}` : "–",
       "≤ HAProxy + 10 µs",
       verdict(m === undefined ? undefined : m <= 10),
-      altDiff === undefined ? "–" : `${altDiff >= 0 ? "+" : ""}${fmt(altDiff, 1)} µs`,
+      altDiff === undefined ? "–" : `${signed(altDiff, 1)} µs`,
+    ]);
+  }
+  if (base) {
+    // Issue 12, item 2: the proxy's own work per session, against the naive
+    // pipe measured in the same round (both Node, both on every core they use).
+    const r = res.paired(ours.name, base.name, "cps", metric.cpuUsPerConn);
+    const m = med(r);
+    const altR = alt ? med(res.paired(alt.name, base.name, "cps", metric.cpuUsPerConn)) : undefined;
+    rows.push([
+      "proxy CPU per new connection",
+      withUnit(med(res.values(ours.name, "cps", metric.cpuUsPerConn)), 0, "µs"),
+      withUnit(med(res.values(ref.name, "cps", metric.cpuUsPerConn)), 0, "µs"),
+      r.length ? `${fmt(m, 2)}× the naive Node pipe (${fmt(med(res.values(base.name, "cps", metric.cpuUsPerConn)), 0)} µs)${spread(r, 2)}` : "–",
+      "≤ 1.5× naive pipe",
+      verdict(m === undefined ? undefined : m <= 1.5),
+      altR === undefined ? "–" : `${fmt(altR, 2)}× naive pipe`,
     ]);
   }
   {
     const v = res.values(ours.name, "idle", metric.rssKiBPerConn);
     const m = med(v);
     const altM = alt ? med(res.values(alt.name, "idle", metric.rssKiBPerConn)) : undefined;
+    const conns = Math.max(0, ...res.values(ours.name, "idle", (r) => r.load.conns));
     rows.push([
-      "RSS per idle proxied connection",
-      v.length ? `${fmt(m, 2)} KiB [${fmt(Math.min(...v), 2)}–${fmt(Math.max(...v), 2)}]` : "–",
-      `${fmt(med(res.values(ref.name, "idle", metric.rssKiBPerConn)), 2)} KiB`,
+      `RSS per idle proxied connection${conns ? ` (${fmt(conns, 0)} held)` : ""}`,
+      v.length ? `${fmt(m, 2)} KiB${spread(v, 2)}` : "–",
+      withUnit(med(res.values(ref.name, "idle", metric.rssKiBPerConn)), 2, "KiB"),
       "–",
       "≤ 5 KiB",
       verdict(m === undefined ? undefined : m <= 5),
@@ -259,17 +299,77 @@ function targetsSection(res, targets) {
   {
     const count = (name) => res.runs.filter((r) => r.target === name).reduce((n, r) => n + failuresOf(r), 0);
     const n = count(ours.name);
+    const ran = res.runs.some((r) => r.target === ours.name);
     rows.push([
       "failed connections, every scenario and round",
       String(n),
       String(count(ref.name)),
       "–",
       "0",
-      verdict(n === 0),
+      verdict(ran ? n === 0 : undefined),
       alt ? String(count(alt.name)) : "–",
     ]);
   }
-  return table(["target", ours.label, ref.label, "same-round comparison", "goal", "verdict", alt ? alt.label : "–"], rows);
+  const header = ["target", ours.label, ref.label, "same-round comparison", "goal", "verdict"];
+  if (!alt) return `${note}${table(header, rows.map((r) => r.slice(0, -1)))}`;
+  return `${note}${table([...header, `${alt.label}, compared the same way`], rows)}`;
+}
+
+/**
+ * One line per target: the proxy's CPU per unit of work in each scenario and
+ * its resident memory per idle connection, summed over all its processes.
+ */
+function costSection(res, data) {
+  const proxies = data.meta.targets.filter((t) => t.group !== "direct");
+  const idleConns = (t) => res.values(t.name, "idle", (r) => r.load.conns);
+  const processes = (t) => {
+    const idle = res.values(t.name, "idle", (r) => r.memoryAfter?.processes);
+    const timed = res.values(t.name, "rr50", (r) => r.processes);
+    const v = idle.length ? idle : timed;
+    const sockets = res.values(t.name, "rr50", (r) => r.listenSockets).concat(res.values(t.name, "idle", (r) => r.listenSockets));
+    return `${v.length ? fmt(median(v), 0) : "–"}${sockets.length ? ` / ${fmt(Math.max(...sockets), 0)}` : ""}`;
+  };
+  const failures = (t) => res.runs.filter((r) => r.target === t.name).reduce((n, r) => n + failuresOf(r), 0);
+  const rows = proxies.map((t) => [
+    t.group === "ours" ? `**${t.label}**` : t.label,
+    processes(t),
+    fmt(median(res.values(t.name, "cps", metric.cpuUsPerConn)), 0),
+    fmt(median(res.values(t.name, "rr50", metric.cpuUsPerTx)), 1),
+    fmt(median(res.values(t.name, "bulk-up", metric.cpuSPerGB)), 2),
+    fmt(median(res.values(t.name, "bulk-down", metric.cpuSPerGB)), 2),
+    `${fmt(median(res.values(t.name, "idle", metric.rssKiBPerConn)), 2)}${idleConns(t).length ? ` (${fmt(Math.max(...idleConns(t)), 0)})` : ""}`,
+    fmt(median(res.values(t.name, "idle", metric.pssKiBPerConn)), 2),
+    String(failures(t)),
+  ]);
+  return table(
+    ["target", "processes / listening sockets", "CPU µs per new connection", "CPU µs per transaction (50 conns)", "CPU s/GB client → upstream", "CPU s/GB upstream → client", "RSS KiB per idle connection (connections held)", "PSS KiB per idle connection", "failed, all scenarios and rounds"],
+    rows,
+  );
+}
+
+/**
+ * Where a multi-process target's memory went in the idle scenario: the RSS
+ * growth of each of its processes (supervisor or master first), from the
+ * first round in which it ran; shows how connections spread over workers and
+ * whether the supervisor holds anything per connection.
+ */
+function perProcessLines(res, targets) {
+  const lines = [];
+  for (const t of targets) {
+    const run = res.okRuns(t.name, "idle").find((r) => r.memoryBefore?.perProcess && r.memoryAfter?.perProcess);
+    if (!run || run.memoryAfter.processes < 2 || run.memoryAfter.processes > 16) continue;
+    const before = new Map(run.memoryBefore.perProcess.map((p) => [p.pid, p.rssKiB]));
+    const parts = [...run.memoryAfter.perProcess]
+      .sort((a, b) => Number(b.leader) - Number(a.leader))
+      .map((p) => `${p.leader ? "supervisor/master" : `pid ${p.pid}`} ${fmt(p.rssKiB / 1024, 1)} MiB (${before.has(p.pid) ? `+${fmt((p.rssKiB - before.get(p.pid)) / 1024, 1)}` : "new"})`);
+    lines.push(`- ${t.label}, round ${run.round + 1}, RSS by process after opening (growth): ${parts.join(", ")}.`);
+  }
+  return lines;
+}
+
+/** The targets a run left out because the build lacked a flag they need. */
+function skippedLines(data) {
+  return (data.meta.skipped ?? []).map((s) => `- Not measured: ${s.label} (\`${s.name}\`): ${s.reason}.`);
 }
 
 function machineSection(data) {
@@ -310,8 +410,8 @@ function machineSection(data) {
     { left: true },
   );
   const noisy = data.rounds.filter((r) => share(r) > 0.1).length;
-  const verdict = noisy === 0 ? "No round shared the machine with more than 10 % of other work." : `**${noisy} of ${data.rounds.length} rounds shared the machine with more than 10 % of other work** (other sessions' test suites); their figures are kept in the medians and widen the spreads.`;
-  return `${table(["", ""], rows, { left: true })}\n\n${perRound}\n\n${verdict} A process's CPU includes that of children it reaped during the round, so a shell whose test run ended then is charged with all of it.`;
+  const noisyNote = noisy === 0 ? "No round shared the machine with more than 10 % of other work." : `**${noisy} of ${data.rounds.length} rounds shared the machine with more than 10 % of other work** (other sessions' test suites); their figures are kept in the medians and widen the spreads.`;
+  return `${table(["", ""], rows, { left: true })}\n\n${perRound}\n\n${noisyNote} A process's CPU includes that of children it reaped during the round, so a shell whose test run ended then is charged with all of it.`;
 }
 
 function notesSection(res, data) {
@@ -336,9 +436,14 @@ export function renderReadmeSummary(data) {
   const m = data.meta.machine;
   const noisy = data.rounds.filter((r) => (r.otherCpuS ?? 0) / ((r.wallS || 1) * m.nproc) > 0.1).length;
   return [
-    `Measured ${data.meta.date.slice(0, 10)} on ${m.nproc} CPUs (${m.cpuModel}), Linux ${m.kernel}, Node ${m.versions.node}, ${m.versions.haproxy}; ${data.meta.rounds} rounds of ${data.meta.durationS} s per measurement${noisy ? `, ${noisy} of them shared with other work` : ""}. Every scenario and target, with spreads and CPU per transaction: [bench/RESULTS.md](bench/RESULTS.md).`,
+    `Measured ${data.meta.date.slice(0, 10)} (keepalive-proxy commit ${m.gitCommit}${m.srcModified ? " with uncommitted changes in src/" : ""}) on ${m.nproc} CPUs (${m.cpuModel}), Linux ${m.kernel}, Node ${m.versions.node}, ${m.versions.haproxy}; ${data.meta.rounds} rounds of ${data.meta.durationS} s per measurement${noisy ? `, ${noisy} of them shared with other work` : ""}. Every scenario and target, with spreads and CPU per transaction: [bench/RESULTS.md](bench/RESULTS.md).`,
     "",
-    targetsSection(res, data.meta.targets),
+    targetsSection(res, data),
+    "",
+    "What each target costs, summed over all its processes (CPU from /proc/PID/stat, memory as VmRSS after opening the idle connections minus at start):",
+    "",
+    costSection(res, data),
+    ...(skippedLines(data).length ? ["", ...skippedLines(data)] : []),
   ].join("\n");
 }
 
@@ -349,7 +454,7 @@ export function renderReport(data) {
   const parts = [
     "# keepalive-proxy: benchmark results",
     "",
-    "Regenerated by `npm run bench` (`bash bench/run.sh`); the raw figures of every run of every round are in `bench/results/latest.json`. Method: every round runs every scenario on every target, the targets in an order rotated by one each round; a cell is the **median over rounds [min–max]**; \"× direct\" is the median of the per-round ratios to the direct connection measured in the same round (and \"added\" the median of per-round differences). Proxy CPU is utime+stime of the proxy's whole process group from /proc/PID/stat; memory is VmRSS (and Pss) summed over it. Every byte that comes back is checked by the load generator (or, for uploads, by the sink, which reports back).",
+    "Regenerated by `npm run bench` (`bash bench/run.sh`); the raw figures of every run of every round are in `bench/results/latest.json`. Method: every round runs every scenario on every target, the targets in an order rotated by one each round; a cell is the **median over rounds [min–max]**; \"× direct\" is the median of the per-round ratios to the direct connection measured in the same round (and \"added\" the median of per-round differences). Proxy CPU is utime+stime of the proxy's whole process tree (supervisor and workers, master and workers, threads) from /proc/PID/stat; memory is VmRSS (and Pss) summed over all its processes. Every byte that comes back is checked by the load generator (or, for uploads, by the sink, which reports back).",
     "",
     "## Machine and run",
     "",
@@ -359,8 +464,15 @@ export function renderReport(data) {
     "",
     "Each comparison is made within a round (same minute, same machine load) and the median over rounds is judged.",
     "",
-    targetsSection(res, targets),
+    targetsSection(res, data),
     "",
+    "## What each target costs",
+    "",
+    "Medians over rounds; CPU is the proxy's own (every process of it), per unit of work of each scenario; memory per idle connection is (VmRSS after opening − VmRSS at start) / connections, summed over every process of the target (a supervisor and its workers, nginx's master and workers).",
+    "",
+    costSection(res, data),
+    "",
+    ...(skippedLines(data).length ? [...skippedLines(data), ""] : []),
   ];
   for (const scenario of data.meta.scenarios) {
     parts.push(`## ${SCENARIO_TITLES[scenario] ?? scenario}`, "", scenarioTable(res, scenario, targets), "");
@@ -368,6 +480,8 @@ export function renderReport(data) {
       const notes = targets.filter((x) => x.note);
       for (const t of notes) parts.push(`- ${t.label}: ${t.note}.`);
       if (notes.length) parts.push("");
+      const perProcess = perProcessLines(res, targets);
+      if (perProcess.length) parts.push(...perProcess, "");
       parts.push(
         `A connection counts as open once one byte has gone through the proxy to the upstream and back. RSS per connection is (VmRSS after opening − VmRSS just after start) / connections, summed over the proxy's processes; for socat, which forks a process per connection, VmRSS counts shared pages once per process and Pss is the fairer figure. \"working after\" is the worst round's count of connections that still echoed a byte after the memory was read.`,
         "",

@@ -14,7 +14,7 @@
 // on every target, targets in an order rotated by one each round; every
 // figure is reported as the median over rounds with its min–max, and as a
 // ratio to the direct connection measured in the same round. The proxy's CPU
-// time comes from /proc/PID/stat of its whole process group, its memory from
+// time comes from /proc/PID/stat of its whole process tree (group and descendants), its memory from
 // /proc/PID/status (VmRSS) and /proc/PID/smaps_rollup (Pss).
 
 import { spawn, spawnSync } from "node:child_process";
@@ -25,7 +25,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { renderReadmeSummary, renderReport } from "./report.mjs";
 import { freePort } from "./ports.mjs";
-import { targets as allTargets } from "./targets.mjs";
+import { chooseTargets, cliFlags } from "./targets.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -91,6 +91,14 @@ function killGroup(pgid, signal) {
   }
 }
 
+function killPid(pid, signal) {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
 /** Starts cmd in a process group of its own, output appended to logFile. */
 function spawnGroup(cmd, args, logFile, env = undefined) {
   const fd = fs.openSync(logFile, "a");
@@ -104,9 +112,13 @@ function spawnGroup(cmd, args, logFile, env = undefined) {
 
 /** SIGTERM to the group, SIGKILL after a grace period, then waits until no live process of it is left. */
 async function stopGroup(child) {
+  // Descendants that left the group are listed now: once the leader is gone
+  // they are re-parented and can no longer be found through it.
+  const members = groupPids(child.pid, { live: true });
   killGroup(child.pid, "SIGTERM");
   await Promise.race([child.exited, sleep(3000)]);
   killGroup(child.pid, "SIGKILL");
+  for (const pid of members) killPid(pid, "SIGKILL");
   // Zombies are dead already (their parent, or init, reaps them); thousands of
   // socat children can take a while to tear their sockets down.
   try {
@@ -138,15 +150,29 @@ function statFields(pid) {
   }
 }
 
-/** Pids in process group pgid; with `live`, zombies left out. */
+/**
+ * Pids of a target: its process group pgid, plus every descendant of the
+ * leader even if it moved to a group of its own (a supervisor may start
+ * workers detached); with `live`, zombies left out.
+ */
 function groupPids(pgid, { live = false } = {}) {
-  const pids = [];
+  const procs = [];
   for (const entry of fs.readdirSync("/proc")) {
     if (entry.charCodeAt(0) > 57) continue; // not a pid
     const f = statFields(entry);
-    if (f && Number(f[2]) === pgid && !(live && f[0] === "Z")) pids.push(Number(entry));
+    if (f) procs.push({ pid: Number(entry), state: f[0], ppid: Number(f[1]), pgid: Number(f[2]) });
   }
-  return pids;
+  const members = new Set(procs.filter((p) => p.pgid === pgid).map((p) => p.pid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of procs) {
+      if (!members.has(p.pid) && members.has(p.ppid)) {
+        members.add(p.pid);
+        grew = true;
+      }
+    }
+  }
+  return procs.filter((p) => members.has(p.pid) && !(live && p.state === "Z")).map((p) => p.pid);
 }
 
 /**
@@ -176,34 +202,69 @@ function groupCpu(pgid) {
   return { user: user / CLK_TCK, sys: sys / CLK_TCK };
 }
 
-/** Resident memory of a process group in KiB: VmRSS summed (shared pages counted per process) and Pss summed. */
-function groupMemoryKiB(pgid) {
+/**
+ * Resident memory of a target in KiB, summed over all its processes (a
+ * supervisor and its workers, nginx's master and workers): VmRSS summed
+ * (shared pages counted per process) and Pss summed; with `perProcess`, each
+ * process's own figures too (up to 16; socat has thousands).
+ */
+function groupMemoryKiB(pgid, { perProcess = false } = {}) {
   let rss = 0;
   let pss = 0;
-  const pids = groupPids(pgid);
+  const each = [];
+  const pids = groupPids(pgid, { live: true });
   for (const pid of pids) {
     try {
       const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-      if (m) rss += Number(m[1]);
       const p = /^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+      if (m) rss += Number(m[1]);
       if (p) pss += Number(p[1]);
+      if (perProcess && each.length < 16) each.push({ pid, leader: pid === pgid, rssKiB: Number(m?.[1] ?? 0), pssKiB: Number(p?.[1] ?? 0) });
     } catch {
       // exited between the listing and the read
     }
   }
-  return { rssKiB: rss, pssKiB: pss, processes: pids.length };
+  return { rssKiB: rss, pssKiB: pss, processes: pids.length, ...(perProcess ? { perProcess: each } : {}) };
+}
+
+/**
+ * Waits until the target's count of live processes has not changed for
+ * 400 ms (nginx forks its workers after it listens; a supervisor may fork its
+ * workers one by one), at most 10 s; returns that count.
+ */
+async function settleProcesses(pgid) {
+  const deadline = Date.now() + 10_000;
+  let count = groupPids(pgid, { live: true }).length;
+  let since = Date.now();
+  while (Date.now() - since < 400 && Date.now() < deadline) {
+    await sleep(50);
+    const now = groupPids(pgid, { live: true }).length;
+    if (now !== count) {
+      count = now;
+      since = Date.now();
+    }
+  }
+  return count;
 }
 
 /** Whether something listens on 127.0.0.1:port, from /proc/net/tcp (no connection made, so no session logged). */
 function listening(port) {
+  return listeningSockets(port) > 0;
+}
+
+/**
+ * How many sockets listen on port: one per worker with SO_REUSEPORT, one in
+ * all for a socket shared by every process or thread (nginx, HAProxy 2.6).
+ */
+function listeningSockets(port) {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
   return fs
     .readFileSync("/proc/net/tcp", "utf8")
     .split("\n")
-    .some((line) => {
+    .filter((line) => {
       const f = line.trim().split(/\s+/);
       return f[1]?.endsWith(hex) && f[3] === "0A";
-    });
+    }).length;
 }
 
 /**
@@ -331,14 +392,21 @@ async function startTarget(target, env) {
   for (const [name, text] of Object.entries(spec.files ?? {})) fs.writeFileSync(path.join(dir, name), text);
   const logFile = path.join(dir, "output.log");
   const child = spawnGroup(spec.cmd, spec.args, logFile, spec.env);
+  let processes;
   try {
     await pollUntil(() => listening(ctx.listenPort), 15_000, `${target.name} to listen on ${ctx.listenPort}`);
+    if (target.ready) await pollUntil(() => target.ready(ctx), 15_000, `${target.name} to be ready`);
+    processes = await settleProcesses(child.pid);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${target.name} exited right after it listened`);
   } catch (error) {
     await stopGroup(child);
     const log = fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8").slice(-2000) : "";
     throw new Error(`${error.message}\n${log}`);
   }
-  return new RunningTarget(target, ctx, child);
+  const running = new RunningTarget(target, ctx, child);
+  running.processes = processes;
+  running.listenSockets = listeningSockets(ctx.listenPort);
+  return running;
 }
 
 // ------------------------------------------------------------ measurements
@@ -356,6 +424,8 @@ async function measure(running, scenario, env) {
   const cpu1 = running.cpuSplit();
   return {
     wallS,
+    processes: running.pgid ? groupPids(running.pgid, { live: true }).length : null,
+    listenSockets: running.pgid ? running.listenSockets : null,
     proxyCpuS: cpu0 === undefined ? null : cpu1.user + cpu1.sys - cpu0.user - cpu0.sys,
     proxyUserS: cpu0 === undefined ? null : cpu1.user - cpu0.user,
     proxySysS: cpu0 === undefined ? null : cpu1.sys - cpu0.sys,
@@ -367,7 +437,7 @@ async function measure(running, scenario, env) {
 /** Opens idleConns connections through a freshly started target, reads its memory, then checks every one. */
 async function measureIdle(running, env) {
   await sleep(settleS * 300);
-  const before = running.pgid ? groupMemoryKiB(running.pgid) : null;
+  const before = running.pgid ? groupMemoryKiB(running.pgid, { perProcess: true }) : null;
   const cpu0 = running.cpu();
   let after = null;
   let cpuOpen = null;
@@ -379,13 +449,13 @@ async function measureIdle(running, env) {
       const cpu1 = running.cpu();
       cpuOpen = cpu0 === undefined ? null : cpu1 - cpu0;
       await sleep(settleS * 1000);
-      after = running.pgid ? groupMemoryKiB(running.pgid) : null;
+      after = running.pgid ? groupMemoryKiB(running.pgid, { perProcess: true }) : null;
       child.stdin.write("go\n");
     },
   });
   const opened = lines.find((l) => l.phase === "opened");
   const checked = lines.find((l) => l.phase === "checked");
-  return { proxyCpuOpenS: cpuOpen, memoryBefore: before, memoryAfter: after, opened, load: checked };
+  return { proxyCpuOpenS: cpuOpen, memoryBefore: before, memoryAfter: after, listenSockets: running.pgid ? running.listenSockets : null, opened, load: checked };
 }
 
 // ------------------------------------------------------------ machine and versions
@@ -429,10 +499,12 @@ function loadavg() {
 
 async function main() {
   if (!fs.existsSync(kpbench)) throw new Error(`${kpbench} is missing: run bench/run.sh, which compiles it`);
-  const wanted = opts.targets ? new Set(opts.targets.split(",")) : undefined;
-  const targets = allTargets.filter((t) => (wanted ? wanted.has(t.name) : !t.optional));
-  if (wanted) for (const name of wanted) if (!allTargets.some((t) => t.name === name)) throw new Error(`unknown target ${name}`);
-  if (!targets.some((t) => t.name === "direct")) targets.unshift(allTargets.find((t) => t.name === "direct"));
+  // Targets that need a flag the build lacks (--workers before workers land)
+  // are skipped with the reason printed and kept in the results.
+  const flags = cliFlags(root);
+  const { chosen: targets, skipped } = chooseTargets(opts.targets?.split(","), flags);
+  for (const s of skipped) process.stderr.write(`kpbench: skipping ${s.name} (${s.label}): ${s.reason}\n`);
+  for (const t of targets.filter((x) => x.standInFor)) process.stderr.write(`kpbench: measuring ${t.name} (${t.label}) in place of ${t.standInFor}\n`);
   const wantedScenarios = opts.scenarios ? new Set(opts.scenarios.split(",")) : undefined;
   const chosen = scenarios.filter((s) => !wantedScenarios || wantedScenarios.has(s.name));
 
@@ -460,7 +532,8 @@ async function main() {
       fdLimit: limit,
       machine,
       loadavgStart: loadavg(),
-      targets: targets.map(({ name, label, group, idleConns, note }) => ({ name, label, group, idleConns, note })),
+      targets: targets.map(({ name, label, group, idleConns, note, standInFor }) => ({ name, label, group, idleConns, note, standInFor })),
+      skipped,
       scenarios: chosen.map((s) => s.name),
     },
     rounds: [],

@@ -12,11 +12,19 @@
 //            listenPort, upstreamPort, adminPort, dir, root, node, idleConns
 //            and fdLimit (this process's RLIMIT_NOFILE, which children inherit).
 //   optional true: only run when named with --targets
+//   requires flags that `dist/cli.js --help` must list (e.g. "--workers"); a
+//            target whose flags the build lacks is skipped, and run.mjs prints
+//            and records why, so the harness runs before and after a flag lands
+//   standInFor  run by default only when the named target is skipped for a
+//            missing flag, and judged in its place (the report says so)
+//   ready    async (ctx) => boolean: polled after the port listens, until true
+//            (keepalive-proxy: /readyz, 200 once every worker listens)
 //   idleConns  fewer idle connections than the others get, with `note` saying why
 //
 // Every proxy listens on 127.0.0.1:listenPort and forwards to the upstream
 // server on 127.0.0.1:upstreamPort, with TCP keepalive on both legs.
 
+import { spawnSync } from "node:child_process";
 import path from "node:path";
 
 /** HAProxy in `mode tcp`, keepalive on both legs, its default thread count unless `threads` is given. */
@@ -101,12 +109,28 @@ function keepaliveProxy(extra = [], node = (ctx) => ctx.node, env = undefined) {
   });
 }
 
+/**
+ * Ready when the admin server answers /readyz with 200. With several workers
+ * the port listens as soon as the first worker's SO_REUSEPORT socket does;
+ * /readyz is 200 only once every worker listens, so a measurement (and the
+ * idle scenario's "memory at start") begins with every process up.
+ */
+async function readyz(ctx) {
+  try {
+    const res = await fetch(`http://127.0.0.1:${ctx.adminPort}/readyz`, { signal: AbortSignal.timeout(1000) });
+    await res.arrayBuffer();
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
 export const targets = [
   { name: "direct", label: "direct (no proxy)", group: "direct" },
   { name: "haproxy", label: "HAProxy, default threads", group: "reference", start: haproxy(undefined) },
   { name: "haproxy-1t", label: "HAProxy, nbthread 1", group: "reference", start: haproxy(1) },
   { name: "nginx-2w", label: "nginx stream, 2 workers", group: "reference", start: nginx(2) },
-  { name: "nginx-1w", label: "nginx stream, 1 worker", group: "reference", start: nginx(1) },
+  { name: "nginx-1w", label: "nginx stream, 1 worker", group: "reference", optional: true, start: nginx(1) },
   {
     name: "socat",
     label: "socat fork, keepalive",
@@ -129,13 +153,46 @@ export const targets = [
     group: "reference",
     start: (ctx) => ({ cmd: ctx.node, args: [path.join(ctx.root, "bench/naive-pipe-proxy.mjs"), String(ctx.listenPort), String(ctx.upstreamPort)] }),
   },
-  { name: "kp", label: "keepalive-proxy, default (log info)", group: "ours", start: keepaliveProxy() },
-  { name: "kp-warn", label: "keepalive-proxy, --log-level warn", group: "ours", start: keepaliveProxy(["--log-level", "warn"]) },
+  {
+    name: "kp",
+    label: "keepalive-proxy, --workers auto (default)",
+    group: "ours",
+    requires: ["--workers"],
+    ready: readyz,
+    start: keepaliveProxy(["--workers", "auto"]),
+  },
+  {
+    name: "kp-1w",
+    label: "keepalive-proxy, --workers 1",
+    group: "ours",
+    requires: ["--workers"],
+    ready: readyz,
+    start: keepaliveProxy(["--workers", "1"]),
+  },
+  {
+    // A build from before workers has no --workers flag: kp and kp-1w are then
+    // skipped, and this measures the proxy as built (one process) instead.
+    name: "kp-asbuilt",
+    label: "keepalive-proxy as built, no --workers flag (one process)",
+    group: "ours",
+    standInFor: "kp",
+    ready: readyz,
+    start: keepaliveProxy(),
+  },
+  {
+    name: "kp-warn",
+    label: "keepalive-proxy, default, --log-level warn",
+    group: "ours",
+    optional: true,
+    ready: readyz,
+    start: keepaliveProxy(["--log-level", "warn"]),
+  },
   {
     name: "kp-node24",
     label: "keepalive-proxy, default, on Node 24",
     group: "ours",
     optional: true,
+    ready: readyz,
     start: keepaliveProxy([], (ctx) => path.join(ctx.root, "node_modules/node/bin/node")),
   },
   {
@@ -146,9 +203,48 @@ export const targets = [
     label: "keepalive-proxy, default, glibc malloc trim off (env)",
     group: "ours",
     optional: true,
+    ready: readyz,
     start: keepaliveProxy([], undefined, { MALLOC_TRIM_THRESHOLD_: "268435456", MALLOC_TOP_PAD_: "67108864", MALLOC_MMAP_THRESHOLD_: "268435456" }),
   },
 ];
 
-/** The keepalive-proxy entry the targets section judges, and the HAProxy entry it is judged against. */
-export const judged = { ours: "kp", reference: "haproxy" };
+/**
+ * What the targets section judges: `ours` (or, when it was skipped, its stand-in)
+ * against `reference` in the same rounds; `alt` gets a column of its own
+ * (same-round ratios to the reference too), and `baseline` is what the
+ * per-connection CPU target compares with (issue 12, item 2).
+ */
+export const judged = { ours: "kp", alt: "kp-1w", reference: "haproxy", baseline: "node-pipe" };
+
+/** The long flags `dist/cli.js --help` lists (empty, with `error` set, when the help does not run). */
+export function cliFlags(root, node = process.execPath) {
+  const r = spawnSync(node, [path.join(root, "dist/cli.js"), "--help"], { encoding: "utf8", timeout: 30_000 });
+  const text = `${r.stdout ?? ""}\n${r.stderr ?? ""}`;
+  const flags = new Set(text.match(/--[a-z][a-z0-9-]*/g) ?? []);
+  if (r.status !== 0 || r.error) flags.error = `dist/cli.js --help exited ${r.status ?? r.error?.message}: ${text.trim().split("\n")[0]}`;
+  return flags;
+}
+
+/** Why target cannot run with a build whose help lists `flags`, or undefined when it can. */
+export function missingRequirement(target, flags) {
+  const missing = (target.requires ?? []).filter((f) => !flags.has(f));
+  if (missing.length === 0) return undefined;
+  if (flags.error) return flags.error;
+  return `dist/cli.js --help does not list ${missing.join(", ")} (this build predates it)`;
+}
+
+/**
+ * The targets a run measures: those named (direct always), or every one that
+ * is not optional; minus those whose flags the build lacks (returned in
+ * `skipped` with the reason), plus the stand-in of a skipped default target.
+ */
+export function chooseTargets(names, flags) {
+  const wanted = names ? new Set([...names, "direct"]) : undefined;
+  if (wanted) for (const name of wanted) if (!targets.some((t) => t.name === name)) throw new Error(`unknown target ${name}`);
+  const asked = targets.filter((t) => (wanted ? wanted.has(t.name) : !t.optional));
+  const skipped = asked.filter((t) => missingRequirement(t, flags)).map((t) => ({ name: t.name, label: t.label, reason: missingRequirement(t, flags) }));
+  const isSkipped = (name) => skipped.some((s) => s.name === name);
+  // A stand-in runs by default only in place of a target that was skipped.
+  const chosen = asked.filter((t) => !isSkipped(t.name) && (wanted || !t.standInFor || isSkipped(t.standInFor)));
+  return { chosen, skipped };
+}
