@@ -306,17 +306,42 @@ export async function natChain(lab: Lab): Promise<NatChain> {
     lab.link(router, upstream),
   ]);
   await addRoute(proxy, back.subnet, middle.b.ip);
+  await natRouter(router, back.a.dev, { mode: "strict", establishedTimeoutS: NAT_ESTABLISHED_TIMEOUT_S });
+  return { client, proxy, router, upstream, proxyClientIp: front.b.ip, upstreamIp: back.b.ip };
+}
+
+/** How a NAT router treats a segment of a flow it has forgotten. */
+export interface NatRouterOptions {
+  /**
+   * `strict`: nf_conntrack_tcp_loose=0 and mid-stream segments of unknown
+   * flows dropped, so they go nowhere. `loose`: such a segment creates a new
+   * entry on a fresh random port (fully-random), which the upstream does not
+   * know, so it answers with a reset that the new entry carries back.
+   */
+  readonly mode: "strict" | "loose";
+  /** nf_conntrack_tcp_timeout_established, seconds. */
+  readonly establishedTimeoutS: number;
+}
+
+/**
+ * Makes `router` a NAT that masquerades what leaves through `outDev` and
+ * forgets an established flow after `establishedTimeoutS` idle seconds.
+ * Anything addressed to the router itself is dropped, so its own stack never
+ * answers for the upstream. Conntrack settings are per network namespace, so
+ * the host's are untouched.
+ */
+export async function natRouter(router: Namespace, outDev: string, options: NatRouterOptions): Promise<void> {
+  const strict = options.mode === "strict";
   await nft(
     router,
     `table inet kp_nat {
       chain postrouting {
         type nat hook postrouting priority srcnat; policy accept;
-        oifname "${back.a.dev}" masquerade
+        oifname "${outDev}" masquerade ${strict ? "" : "fully-random"}
       }
       chain forward {
         type filter hook forward priority filter; policy accept;
-        ct state invalid drop
-        ct state new tcp flags & (fin|syn|rst|ack) != syn drop
+        ${strict ? "ct state invalid drop\n        ct state new tcp flags & (fin|syn|rst|ack) != syn drop" : ""}
       }
       chain input {
         type filter hook input priority filter; policy accept;
@@ -328,10 +353,9 @@ export async function natChain(lab: Lab): Promise<NatChain> {
   // chain is what loads nf_conntrack, and these sysctls exist only from then on.
   await sysctl(router, {
     "net.ipv4.ip_forward": 1,
-    "net.netfilter.nf_conntrack_tcp_loose": 0,
-    "net.netfilter.nf_conntrack_tcp_timeout_established": NAT_ESTABLISHED_TIMEOUT_S,
+    "net.netfilter.nf_conntrack_tcp_loose": strict ? 0 : 1,
+    "net.netfilter.nf_conntrack_tcp_timeout_established": options.establishedTimeoutS,
   });
-  return { client, proxy, router, upstream, proxyClientIp: front.b.ip, upstreamIp: back.b.ip };
 }
 
 /** Conntrack entries in the namespace for TCP flows to `dport` (original direction), one line each. */

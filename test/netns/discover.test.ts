@@ -9,7 +9,7 @@
 
 import { describe, test } from "vitest";
 import { DEFAULT_PROBE_TIMING } from "../../src/discover/rung.js";
-import { addRoute, exec, Lab, type Namespace, netnsSupport, nft, sysctl } from "../helpers/netns.js";
+import { addRoute, exec, Lab, type Namespace, natRouter, type NatRouterOptions, netnsSupport } from "../helpers/netns.js";
 import type { PeerProcess } from "../helpers/peer-process.js";
 import { PeerProcess as Peer } from "../helpers/peer-process.js";
 import { CLI } from "../helpers/run-cli.js";
@@ -55,7 +55,7 @@ interface Path {
   readonly upstreamIp: string;
 }
 
-type Router = "strict" | "loose";
+type Router = NatRouterOptions["mode"];
 
 /**
  * prober ⇄ router ⇄ upstream, the router masquerading toward the upstream
@@ -71,31 +71,7 @@ async function natPath(lab: Lab, mode: Router): Promise<Path> {
   const [prober, router, upstream] = await Promise.all([lab.namespace("prober"), lab.namespace("router"), lab.namespace("upstream")]);
   const [front, back] = await Promise.all([lab.link(prober, router), lab.link(router, upstream)]);
   await addRoute(prober, back.subnet, front.b.ip);
-  const strictRules = mode === "strict" ? "ct state invalid drop\n        ct state new tcp flags & (fin|syn|rst|ack) != syn drop" : "";
-  await nft(
-    router,
-    `table inet kp_discover_nat {
-      chain postrouting {
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "${back.a.dev}" masquerade ${mode === "loose" ? "fully-random" : ""}
-      }
-      chain forward {
-        type filter hook forward priority filter; policy accept;
-        ${strictRules}
-      }
-      chain input {
-        type filter hook input priority filter; policy accept;
-        meta l4proto tcp drop
-      }
-    }`,
-  );
-  // After the nat chain, which loads nf_conntrack where nothing had: these sysctls exist only from then on.
-  // Both are per network namespace, so the host's conntrack is untouched.
-  await sysctl(router, {
-    "net.ipv4.ip_forward": 1,
-    "net.netfilter.nf_conntrack_tcp_loose": mode === "loose" ? 1 : 0,
-    "net.netfilter.nf_conntrack_tcp_timeout_established": ESTABLISHED_TIMEOUT_S,
-  });
+  await natRouter(router, back.a.dev, { mode, establishedTimeoutS: ESTABLISHED_TIMEOUT_S });
   return { prober, upstream, upstreamIp: back.b.ip };
 }
 
