@@ -53,7 +53,7 @@ export function sockaddr(ip: string, port: number): Buffer {
   const buf = Buffer.alloc(16);
   buf.writeUInt16LE(2, 0); // AF_INET
   buf.writeUInt16BE(port, 2);
-  ip.split(".").forEach((octet, i) => buf.writeUInt8(Number(octet), 4 + i));
+  for (const [i, octet] of ip.split(".").entries()) buf.writeUInt8(Number(octet), 4 + i);
   return buf;
 }
 

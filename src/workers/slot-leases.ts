@@ -74,7 +74,9 @@ export class SlotLeases {
   private async revokeAll(key: string, except: number | undefined): Promise<void> {
     const others = this.workers.slots().filter((s) => s !== except);
     const back = await Promise.all(others.map((s) => this.workers.revoke(s, key)));
-    others.forEach((s, i) => this.add(key, s, -(back[i] ?? 0)));
+    others.forEach((s, i) => {
+      this.add(key, s, -(back[i] ?? 0));
+    });
   }
 
   private total(key: string): number {
