@@ -23,6 +23,19 @@ export interface LoggerOptions {
 const MAX_LOG_WRITE = 4096;
 
 /**
+ * Lines are held until this many bytes are buffered (or LOG_FLUSH_MS passes)
+ * before a write(2) is started. Each asynchronous write is a round trip
+ * through libuv's thread pool (a futex wake-up of a pool thread, then an
+ * eventfd wake-up of the loop), which cost more CPU than the session it
+ * reports when made for one or two lines; batched, a busy proxy makes one
+ * write per dozen session lines. Must stay below MAX_LOG_WRITE.
+ */
+const LOG_BATCH_BYTES = 3072;
+
+/** The longest a line waits in the buffer on a quiet proxy, in milliseconds. */
+const LOG_FLUSH_MS = 100;
+
+/**
  * The root logger. JSON lines with string level labels and ISO times, the form
  * log shippers (Loki, Elasticsearch, CloudWatch) index without a parser.
  */
@@ -34,7 +47,7 @@ export function createLogger(options: LoggerOptions): Logger {
       : // Asynchronous: a burst of session-closed lines is coalesced into few
         // write(2) calls instead of one blocking write each. The CLI flushes
         // it (flushLogger) before the process exits, so no line is lost.
-        pino.destination({ dest: 1, sync: false, maxWrite: MAX_LOG_WRITE }));
+        pino.destination({ dest: 1, sync: false, maxWrite: MAX_LOG_WRITE, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }));
   return pino(
     {
       level: options.level,

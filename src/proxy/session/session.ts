@@ -32,6 +32,9 @@ export interface SessionOwner {
 const kSession = Symbol("keepalive-proxy.session");
 const kPeer = Symbol("keepalive-proxy.peer");
 
+/** The reason of every session's abort signal: the session ended (or was aborted) before its upstream was attached. */
+const SESSION_ENDED = Object.freeze({ code: "SESSION_ENDED", message: "the session ended before its upstream was attached" });
+
 interface SessionSocket extends Socket {
   [kSession]: Session;
   [kPeer]: Socket | undefined;
@@ -103,8 +106,10 @@ export class Session {
   /**
    * Aborted when the session ends before its upstream is attached: the PROXY
    * header read, the DNS lookup, the backoff and the connect all honour it.
+   * Made when first asked for and dropped once the upstream is attached, when
+   * nothing waits on it any more: an idle session holds no EventTarget.
    */
-  private readonly connectAbort = new AbortController();
+  private connectAbort: AbortController | undefined;
   /** What the client sent while the upstream connect was pending. */
   private held: Buffer[] = [];
   private heldBytes = 0;
@@ -140,7 +145,17 @@ export class Session {
 
   /** Aborted when the session no longer needs an upstream (it ended, or was aborted). */
   get signal(): AbortSignal {
+    if (this.connectAbort === undefined) {
+      this.connectAbort = new AbortController();
+      if (this.abortReason !== undefined || this.finished) this.connectAbort.abort(SESSION_ENDED);
+    }
     return this.connectAbort.signal;
+  }
+
+  /** Ends whatever waits on `signal`; a no-op once the upstream is attached (the controller is gone). */
+  private cancelWaits(): void {
+    // An explicit reason: abort() without one builds a DOMException, stack trace included.
+    if (this.connectAbort !== undefined && !this.connectAbort.signal.aborted) this.connectAbort.abort(SESSION_ENDED);
   }
 
   /**
@@ -199,6 +214,7 @@ export class Session {
     }
     this.upstream = upstream;
     this.upstreamAddress = address;
+    this.connectAbort = undefined; // nothing waits on it any more
     this.openSockets += 1;
     const up = upstream as SessionSocket;
     const client = this.client as SessionSocket;
@@ -305,7 +321,7 @@ export class Session {
     this.abortReason = reason;
     this.errno = errno;
     // Whatever the session was waiting for (a PROXY header, a connect) is no longer wanted.
-    this.connectAbort.abort();
+    this.cancelWaits();
   }
 
   /** One of the session's sockets closed; the session finishes with the last. */
@@ -323,7 +339,7 @@ export class Session {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
-    this.connectAbort.abort();
+    this.cancelWaits();
     this.held = [];
     if (this.settings.idleTimeoutMs > 0) this.client.setTimeout(0);
     if (this.maxDurationTimer) clearTimeout(this.maxDurationTimer);

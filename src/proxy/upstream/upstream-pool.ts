@@ -61,11 +61,18 @@ export interface ConnectRequest {
 export class UpstreamPool {
   private readonly health = new Map<string, Health>();
   private cursor = 0;
+  /**
+   * The candidates when every target is an IP address: they never change, so
+   * a session's connect needs no lookup, no promise for it and no new list.
+   */
+  private readonly literal: readonly Candidate[] | undefined;
 
   constructor(
     readonly policy: UpstreamPolicy,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.literal = policy.targets.every((t) => isIP(t.host) !== 0) ? policy.targets.map((t) => candidateOf(t.host, t.port)) : undefined;
+  }
 
   /**
    * Connects one session's upstream: candidates in policy order, addresses in
@@ -75,10 +82,20 @@ export class UpstreamPool {
    * An attempt that failed for the proxy's own lack of descriptors (`local`)
    * ends the connect without blaming the address.
    */
-  async connect({ signal, onAttempt, prepare }: ConnectRequest): Promise<ConnectOutcome> {
+  connect(request: ConnectRequest): Promise<ConnectOutcome> {
     const started = performance.now();
+    if (this.literal !== undefined) return this.connectTo(this.ordered(this.literal), undefined, request, started);
+    return this.resolve().then(({ candidates, dnsErrno }) => this.connectTo(candidates, dnsErrno, request, started));
+  }
+
+  /** Tries `candidates` (resolved and ordered) as the policy says; see connect. */
+  private async connectTo(
+    candidates: readonly Candidate[],
+    dnsErrno: string | undefined,
+    { signal, onAttempt, prepare }: ConnectRequest,
+    started: number,
+  ): Promise<ConnectOutcome> {
     const cancelled = (): ConnectOutcome => ({ ok: false, result: "cancelled", errno: undefined, address: undefined, durationMs: performance.now() - started });
-    const { candidates, dnsErrno } = await this.resolve();
     if (signal.aborted) return cancelled();
     if (candidates.length === 0) {
       const outcome: ConnectOutcome = { ok: false, result: "dns_failure", errno: dnsErrno ?? "ENOTFOUND", address: undefined, durationMs: performance.now() - started };
@@ -125,10 +142,25 @@ export class UpstreamPool {
       all.push(...all.splice(0, start));
     }
     this.forgetUnresolved(all, resolved.every((r) => Array.isArray(r)));
+    return { candidates: this.inCooldownLast(all), dnsErrno };
+  }
+
+  /** The fixed IP candidates in policy order: rotated for round-robin, those in cool-down last. */
+  private ordered(literal: readonly Candidate[]): readonly Candidate[] {
+    if (literal.length === 1) return literal;
+    if (this.policy.balance === "round-robin") {
+      const start = this.cursor++ % literal.length;
+      return this.inCooldownLast([...literal.slice(start), ...literal.slice(0, start)]);
+    }
+    return this.health.size === 0 ? literal : this.inCooldownLast(literal);
+  }
+
+  /** `all` with the addresses in cool-down moved to the end, otherwise in order. */
+  private inCooldownLast(all: readonly Candidate[]): Candidate[] {
     const now = this.now();
     const up = all.filter((c) => (this.health.get(c.key)?.downUntil ?? 0) <= now);
     const down = all.filter((c) => (this.health.get(c.key)?.downUntil ?? 0) > now);
-    return { candidates: [...up, ...down], dnsErrno };
+    return [...up, ...down];
   }
 
   /** Whether an address is being skipped now (for tests and /connections). */
@@ -162,12 +194,15 @@ export class UpstreamPool {
   }
 }
 
+function candidateOf(ip: string, port: number): Candidate {
+  return { ip, port, key: formatHostPort({ host: ip, port }) };
+}
+
 async function resolveAll(target: HostPort): Promise<Candidate[] | { errno: string }> {
-  const make = (ip: string): Candidate => ({ ip, port: target.port, key: formatHostPort({ host: ip, port: target.port }) });
-  if (isIP(target.host) !== 0) return [make(target.host)];
+  if (isIP(target.host) !== 0) return [candidateOf(target.host, target.port)];
   try {
     const addresses = await lookup(target.host, { all: true });
-    return addresses.map((a) => make(a.address));
+    return addresses.map((a) => candidateOf(a.address, target.port));
   } catch (error) {
     return { errno: (error as NodeJS.ErrnoException).code ?? "ENOTFOUND" };
   }
