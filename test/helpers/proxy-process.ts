@@ -53,7 +53,11 @@ export class ProxyProcess {
     if (!existsSync(CLI_PATH))
       throw new Error(`${CLI_PATH} does not exist: run \`npm run build\` before the netns tests`);
     // Without a namespace the proxy runs in the test's own network namespace (loopback tests).
-    const argv = ns ? ["ip", "netns", "exec", ns.name, process.execPath, CLI_PATH, ...args] : [process.execPath, CLI_PATH, ...args];
+    // KP_TEST_WORKERS runs every such proxy with that many workers (`npm run test:workers1`);
+    // by default they run with the proxy's own default, auto.
+    const workers = process.env.KP_TEST_WORKERS === undefined ? [] : ["--workers", process.env.KP_TEST_WORKERS];
+    const cli = [process.execPath, CLI_PATH, ...args, ...workers];
+    const argv = ns ? ["ip", "netns", "exec", ns.name, ...cli] : cli;
     const child = spawn(argv[0] as string, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
     const proxy = new ProxyProcess(child);
     teardown.defer(() => proxy.stop());

@@ -119,7 +119,15 @@ describe("--workers 2", () => {
     proxy.signal("SIGHUP");
     const reloaded = await proxy.waitForLog((l) => l.msg === "config reloaded", 30_000, "the reload", mark);
     expect(reloaded).toMatchObject({ started: ["c"], stopped: ["b"], worker: "supervisor" });
-    const cLines = proxy.logs.items.slice(mark).filter((l) => l.msg === "listening" && l.listener === "c");
+    // Each worker logs its own `listening` line, on its own schedule.
+    const cLines = await poll(
+      async () => {
+        const lines = proxy.logs.items.slice(mark).filter((l) => l.msg === "listening" && l.listener === "c");
+        return lines.length >= 2 ? lines : undefined;
+      },
+      5_000,
+      "both workers listening on c",
+    );
     expect(new Set(cLines.map((l) => l.worker))).toEqual(new Set([1, 2]));
     expect(new Set(cLines.map((l) => l.port)).size).toBe(1);
     const m = await scrape(adminPort);
