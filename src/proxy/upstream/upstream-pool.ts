@@ -39,6 +39,8 @@ interface Health {
 }
 
 interface Candidate {
+  /** The configured host name (or IP) it was resolved from: TLS's default SNI. */
+  readonly host: string;
   readonly ip: string;
   readonly port: number;
   readonly key: string;
@@ -96,7 +98,7 @@ export class UpstreamPool {
       if (last.ok) {
         this.recordSuccess(candidate.key);
         onAttempt("ok", last.durationMs, undefined, last.address);
-        return last;
+        return { ...last, host: candidate.host };
       }
       if (last.result === "local") return last;
       onAttempt(last.result, last.durationMs, last.errno, last.address);
@@ -163,7 +165,7 @@ export class UpstreamPool {
 }
 
 async function resolveAll(target: HostPort): Promise<Candidate[] | { errno: string }> {
-  const make = (ip: string): Candidate => ({ ip, port: target.port, key: formatHostPort({ host: ip, port: target.port }) });
+  const make = (ip: string): Candidate => ({ host: target.host, ip, port: target.port, key: formatHostPort({ host: ip, port: target.port }) });
   if (isIP(target.host) !== 0) return [make(target.host)];
   try {
     const addresses = await lookup(target.host, { all: true });
