@@ -6,20 +6,22 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { type ConnectionOptions, connect as tlsConnect, type TLSSocket } from "node:tls";
 import { onTestFinished } from "vitest";
 import type { CertFiles } from "./tls-certs.js";
 
 /** Connects a half-open Node TLS client to 127.0.0.1:port, trusting `ca`; destroyed when the test finishes. */
 export async function connectTlsClient(port: number, ca: string, clientCert?: CertFiles): Promise<TLSSocket> {
-  const socket = tlsConnect({
+  // allowHalfOpen is honoured by tls.connect (it makes the TCP socket) though its options type omits it.
+  const options: ConnectionOptions & { allowHalfOpen: boolean } = {
     host: "127.0.0.1",
     port,
     servername: "localhost",
     ca: readFileSync(ca),
     allowHalfOpen: true,
     ...(clientCert ? { cert: readFileSync(clientCert.cert), key: readFileSync(clientCert.key) } : {}),
-  });
+  };
+  const socket = tlsConnect(options);
   onTestFinished(() => {
     socket.destroy();
   });
