@@ -20,8 +20,8 @@ export interface TestPki {
   readonly ca: CertFiles;
   /** For localhost and 127.0.0.1, signed by `ca`. */
   readonly server: CertFiles;
-  /** Issues another server certificate (same names, new serial) from `ca`. */
-  issueServer(name: string): CertFiles & { serial: string };
+  /** Issues another server certificate (same names, new serial) from `ca`, valid for `days` (default 60). */
+  issueServer(name: string, days?: number): CertFiles & { serial: string };
   readonly client: CertFiles;
   /** A CA the proxy does not trust, and a client certificate from it. */
   readonly otherCa: CertFiles;
@@ -47,13 +47,13 @@ function selfSignedCa(dir: string, name: string): CertFiles {
 }
 
 /** A leaf from `ca`: server (localhost, 127.0.0.1) or client usage. */
-function leaf(dir: string, ca: CertFiles, name: string, usage: "server" | "client", dates?: { start: string; end: string }): CertFiles {
+function leaf(dir: string, ca: CertFiles, name: string, usage: "server" | "client", dates?: { start: string; end: string }, days = 60): CertFiles {
   const k = key(dir, name);
   openssl(dir, ["req", "-new", "-key", k, "-subj", `/CN=${usage === "server" ? "localhost" : name}`, "-out", `${name}.csr`]);
   const ext = usage === "server" ? "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" : "extendedKeyUsage=clientAuth\n";
   writeFileSync(join(dir, `${name}.ext`), ext);
   if (dates === undefined) {
-    openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", ca.cert, "-CAkey", ca.key, "-set_serial", `0x${randomSerial()}`, "-days", "60", "-extfile", `${name}.ext`, "-out", `${name}.pem`]);
+    openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", ca.cert, "-CAkey", ca.key, "-set_serial", `0x${randomSerial()}`, "-days", String(days), "-extfile", `${name}.ext`, "-out", `${name}.pem`]);
   } else {
     // openssl x509 cannot backdate; a throwaway `openssl ca` database can.
     writeFileSync(join(dir, "index.txt"), "");
@@ -82,8 +82,8 @@ export function makeTestPki({ autoRemove = true } = {}): TestPki {
     dir,
     ca,
     server: leaf(dir, ca, "server", "server"),
-    issueServer: (name) => {
-      const files = leaf(dir, ca, name, "server");
+    issueServer: (name, days) => {
+      const files = leaf(dir, ca, name, "server", undefined, days);
       return { ...files, serial: serialOf(files.cert) };
     },
     client: leaf(dir, ca, "client", "client"),
