@@ -24,12 +24,16 @@ export function describeListenerTls(listener: ListenerConfig, now = Date.now()):
     const days = Math.floor((expires.getTime() - now) / DAY_MS);
     const verdict = days < 0 ? "  EXPIRED" : days < EXPIRY_WARNING_DAYS ? `  WARN expires within ${EXPIRY_WARNING_DAYS} days` : "";
     if (verdict) warnings += 1;
-    lines.push(`${listener.name} ${leg} TLS certificate ${file}: subject ${oneLine(x509.subject)}, issuer ${oneLine(x509.issuer)}, expires ${expires.toISOString()} (${days} days)${verdict}`);
+    lines.push(
+      `${listener.name} ${leg} TLS certificate ${file}: subject ${oneLine(x509.subject)}, issuer ${oneLine(x509.issuer)}, expires ${expires.toISOString()} (${days} days)${verdict}`,
+    );
   };
   const client = listener.client.tls;
   if (client) {
     for (const pair of client.certificates ?? [{ cert: client.cert as string }]) certificate("client", pair.cert);
-    lines.push(`${listener.name} client TLS: minVersion ${client.minVersion}, ${client.clientCa ? `client certificates required (CA ${client.clientCa})` : "no client certificates"}`);
+    lines.push(
+      `${listener.name} client TLS: minVersion ${client.minVersion}, ${client.clientCa ? `client certificates required (CA ${client.clientCa})` : "no client certificates"}`,
+    );
   }
   const upstream = listener.upstream.tls;
   if (upstream?.enabled) {
@@ -38,19 +42,28 @@ export function describeListenerTls(listener: ListenerConfig, now = Date.now()):
       warnings += 1;
       lines.push(`${listener.name} upstream TLS: WARN verify is false: the upstream's certificate and name are not checked`);
     } else {
-      lines.push(`${listener.name} upstream TLS: verified against ${upstream.ca ?? "the system's CAs"}${upstream.serverName ? `, name ${upstream.serverName}` : ""}`);
+      lines.push(
+        `${listener.name} upstream TLS: verified against ${upstream.ca ?? "the system's CAs"}${upstream.serverName ? `, name ${upstream.serverName}` : ""}`,
+      );
     }
   }
   return { lines, warnings };
 }
 
 /** `check --connect`: the TLS handshake over a connected upstream socket, and the peer certificate's subject, issuer and expiry. */
-export async function upstreamTlsReport(socket: Socket, host: string | undefined, settings: UpstreamTlsSettings, timeoutMs: number): Promise<{ ok: boolean; line: string }> {
+export async function upstreamTlsReport(
+  socket: Socket,
+  host: string | undefined,
+  settings: UpstreamTlsSettings,
+  timeoutMs: number,
+): Promise<{ ok: boolean; line: string }> {
   const outcome = await originateTls(socket, host, settings, timeoutMs, new AbortController().signal);
   if (!outcome.ok) return { ok: false, line: `TLS FAILED (${outcome.cause}${outcome.code ? `, ${outcome.code}` : ""})` };
   const peer = outcome.socket.getPeerX509Certificate();
   outcome.socket.destroy();
-  const what = peer ? `peer subject ${oneLine(peer.subject)}, issuer ${oneLine(peer.issuer)}, expires ${new Date(peer.validTo).toISOString()}` : "no peer certificate";
+  const what = peer
+    ? `peer subject ${oneLine(peer.subject)}, issuer ${oneLine(peer.issuer)}, expires ${new Date(peer.validTo).toISOString()}`
+    : "no peer certificate";
   return { ok: true, line: `TLS ${outcome.protocol} ${outcome.cipher}; ${what}` };
 }
 

@@ -46,7 +46,10 @@ export function wrapClient(raw: Socket, settings: ClientTlsSettings): TLSSocket 
     requestCert: settings.requireClientCert,
     rejectUnauthorized: false,
     ...(settings.byName.size > 0
-      ? { SNICallback: (name: string, cb: (err: Error | null, ctx?: import("node:tls").SecureContext) => void) => cb(null, contextForName(settings, name) ?? settings.context) }
+      ? {
+          SNICallback: (name: string, cb: (err: Error | null, ctx?: import("node:tls").SecureContext) => void) =>
+            cb(null, contextForName(settings, name) ?? settings.context),
+        }
       : {}),
   });
   // Errors surface on the TLS socket; the TCP socket under it must never throw one unheard.
@@ -89,7 +92,10 @@ export function watchClientHandshake(
     finish({ ok: true, protocol: socket.getProtocol() ?? "unknown", cipher: socket.getCipher()?.name ?? "unknown", durationMs: ms() });
   };
   const onAbort = (): void => finish({ ok: false, cause: "cancelled", code: undefined, durationMs: ms() });
-  const timer = settings.handshakeTimeoutMs > 0 ? setTimeout(() => finish({ ok: false, cause: "timeout", code: "ETIMEDOUT", durationMs: ms() }), settings.handshakeTimeoutMs) : undefined;
+  const timer =
+    settings.handshakeTimeoutMs > 0
+      ? setTimeout(() => finish({ ok: false, cause: "timeout", code: "ETIMEDOUT", durationMs: ms() }), settings.handshakeTimeoutMs)
+      : undefined;
   socket.prependListener("error", onError);
   socket.once("secure", onSecure);
   signal.addEventListener("abort", onAbort, { once: true });

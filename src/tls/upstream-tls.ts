@@ -14,7 +14,13 @@ export type UpstreamHandshakeOutcome =
  * verified. Bounded by `timeoutMs` and by `signal`; never rejects. A failed or
  * cancelled handshake destroys the socket.
  */
-export function originateTls(raw: Socket, host: string | undefined, settings: UpstreamTlsSettings, timeoutMs: number, signal: AbortSignal): Promise<UpstreamHandshakeOutcome> {
+export function originateTls(
+  raw: Socket,
+  host: string | undefined,
+  settings: UpstreamTlsSettings,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<UpstreamHandshakeOutcome> {
   const started = performance.now();
   const name = settings.serverName ?? host;
   return new Promise((resolve) => {

@@ -42,7 +42,23 @@ function key(dir: string, name: string): string {
 
 function selfSignedCa(dir: string, name: string): CertFiles {
   const k = key(dir, name);
-  openssl(dir, ["req", "-x509", "-new", "-key", k, "-days", "30", "-subj", `/CN=${name}`, "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", `${name}.pem`]);
+  openssl(dir, [
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    k,
+    "-days",
+    "30",
+    "-subj",
+    `/CN=${name}`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+    "-out",
+    `${name}.pem`,
+  ]);
   return { cert: join(dir, `${name}.pem`), key: k };
 }
 
@@ -53,24 +69,69 @@ function leaf(dir: string, ca: CertFiles, name: string, usage: "server" | "clien
   const ext = usage === "server" ? "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" : "extendedKeyUsage=clientAuth\n";
   writeFileSync(join(dir, `${name}.ext`), ext);
   if (dates === undefined) {
-    openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", ca.cert, "-CAkey", ca.key, "-set_serial", `0x${randomSerial()}`, "-days", String(days), "-extfile", `${name}.ext`, "-out", `${name}.pem`]);
+    openssl(dir, [
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      ca.cert,
+      "-CAkey",
+      ca.key,
+      "-set_serial",
+      `0x${randomSerial()}`,
+      "-days",
+      String(days),
+      "-extfile",
+      `${name}.ext`,
+      "-out",
+      `${name}.pem`,
+    ]);
   } else {
     // openssl x509 cannot backdate; a throwaway `openssl ca` database can.
     writeFileSync(join(dir, "index.txt"), "");
-    writeFileSync(join(dir, "ca.cnf"), `[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\ndefault_md=sha256\npolicy=p\nunique_subject=no\n[p]\ncommonName=supplied\n`);
+    writeFileSync(
+      join(dir, "ca.cnf"),
+      `[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\ndefault_md=sha256\npolicy=p\nunique_subject=no\n[p]\ncommonName=supplied\n`,
+    );
     writeFileSync(join(dir, "serial"), `${randomSerial()}\n`);
-    openssl(dir, ["ca", "-batch", "-config", "ca.cnf", "-cert", ca.cert, "-keyfile", ca.key, "-in", `${name}.csr`, "-startdate", dates.start, "-enddate", dates.end, "-extfile", `${name}.ext`, "-notext", "-out", `${name}.pem`]);
+    openssl(dir, [
+      "ca",
+      "-batch",
+      "-config",
+      "ca.cnf",
+      "-cert",
+      ca.cert,
+      "-keyfile",
+      ca.key,
+      "-in",
+      `${name}.csr`,
+      "-startdate",
+      dates.start,
+      "-enddate",
+      dates.end,
+      "-extfile",
+      `${name}.ext`,
+      "-notext",
+      "-out",
+      `${name}.pem`,
+    ]);
   }
   return { cert: join(dir, `${name}.pem`), key: k };
 }
 
 function randomSerial(): string {
-  return Array.from({ length: 16 }, () => Math.floor(Math.random() * 16).toString(16)).join("").replace(/^0/, "1");
+  return Array.from({ length: 16 }, () => Math.floor(Math.random() * 16).toString(16))
+    .join("")
+    .replace(/^0/, "1");
 }
 
 /** The serial of a certificate file, upper-case hex as openssl prints it. */
 export function serialOf(certFile: string): string {
-  return openssl(".", ["x509", "-in", certFile, "-noout", "-serial"]).trim().replace(/^serial=/, "").toUpperCase();
+  return openssl(".", ["x509", "-in", certFile, "-noout", "-serial"])
+    .trim()
+    .replace(/^serial=/, "")
+    .toUpperCase();
 }
 
 /** Makes the test PKI in a temporary directory; removed when the test (or the file's hook) finishes. */

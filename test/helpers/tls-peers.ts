@@ -63,7 +63,10 @@ export function startProgram(argv: readonly string[]): ChildProcess & { output()
  * stunnel in the foreground: `client` true originates TLS (plaintext in,
  * TLS out), false terminates it. Returns its accept port once it listens.
  */
-export async function startStunnel(dir: string, options: { client: boolean; connectPort: number; cert?: CertFiles; ca?: string; name: string }): Promise<number> {
+export async function startStunnel(
+  dir: string,
+  options: { client: boolean; connectPort: number; cert?: CertFiles; ca?: string; name: string },
+): Promise<number> {
   const port = await freePort();
   const conf = [
     "foreground = yes",

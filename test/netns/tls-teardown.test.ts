@@ -40,8 +40,15 @@ describe.skipIf(!support.ok).concurrent(`TLS legs between network namespaces on 
     const [clientPeer, upstreamPeer] = await Promise.all([PeerProcess.start(topo.client, lab), PeerProcess.start(topo.upstream, lab)]);
     const upstreamPort = await upstreamPeer.listen(topo.upstreamIp);
     const proxy = await ProxyProcess.start(topo.proxy, lab, [
-      "--listen", `${topo.proxyClientIp}:0`, "--upstream", `${topo.upstreamIp}:${upstreamPort}`,
-      "--tls-cert", pki.server.cert, "--tls-key", pki.server.key, ...KEEPALIVE_ARGS,
+      "--listen",
+      `${topo.proxyClientIp}:0`,
+      "--upstream",
+      `${topo.upstreamIp}:${upstreamPort}`,
+      "--tls-cert",
+      pki.server.cert,
+      "--tls-key",
+      pki.server.key,
+      ...KEEPALIVE_ARGS,
     ]);
     const client = clientPeer.connect(topo.proxyClientIp, proxy.port, { ca: pki.ca.cert, servername: "localhost" });
     await client.waitFor("connected", 5_000);
@@ -55,7 +62,9 @@ describe.skipIf(!support.ok).concurrent(`TLS legs between network namespaces on 
     const vanishedAt = Date.now();
     const failure = await client.waitForFailure(BOUND_MS + 10_000);
     const closed = await proxy.waitForSessionClosed(5_000);
-    console.log(`[netns tls] upstream vanished under a TLS client leg: client ${failure.code ?? failure.ev} after ${failure.t - vanishedAt} ms (bound ${BOUND_MS} ms)`);
+    console.log(
+      `[netns tls] upstream vanished under a TLS client leg: client ${failure.code ?? failure.ev} after ${failure.t - vanishedAt} ms (bound ${BOUND_MS} ms)`,
+    );
     expect(failure).toMatchObject({ ev: "error", code: "ECONNRESET" });
     expect(failure.t - vanishedAt).toBeLessThanOrEqual(BOUND_MS);
     expect(closed).toMatchObject({ reason: "upstream_timeout", side: "upstream", errno: "ETIMEDOUT", tlsProtocol: "TLSv1.3" });
@@ -69,9 +78,20 @@ describe.skipIf(!support.ok).concurrent(`TLS legs between network namespaces on 
     const [clientPeer, upstreamPeer] = await Promise.all([PeerProcess.start(topo.client, lab), PeerProcess.start(topo.upstream, lab)]);
     const upstreamPort = await upstreamPeer.listen(topo.upstreamIp, 0, pki.server);
     const proxy = await ProxyProcess.start(topo.proxy, lab, [
-      "--listen", `${topo.proxyClientIp}:0`, "--upstream", `${topo.upstreamIp}:${upstreamPort}`,
-      "--tls-cert", pki.server.cert, "--tls-key", pki.server.key,
-      "--upstream-tls", "--upstream-tls-ca", pki.ca.cert, "--upstream-tls-server-name", "localhost", ...KEEPALIVE_ARGS,
+      "--listen",
+      `${topo.proxyClientIp}:0`,
+      "--upstream",
+      `${topo.upstreamIp}:${upstreamPort}`,
+      "--tls-cert",
+      pki.server.cert,
+      "--tls-key",
+      pki.server.key,
+      "--upstream-tls",
+      "--upstream-tls-ca",
+      pki.ca.cert,
+      "--upstream-tls-server-name",
+      "localhost",
+      ...KEEPALIVE_ARGS,
     ]);
     const client = clientPeer.connect(topo.proxyClientIp, proxy.port, { ca: pki.ca.cert, servername: "localhost" });
     await client.waitFor("connected", 5_000);

@@ -28,7 +28,9 @@ describe(`check with TLS on Node ${process.version}`, () => {
     const result = await runCli(["check", "--config", file]);
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/tls client TLS certificate .*soon\.pem: subject CN=localhost, issuer CN=ca, expires \S+ \(9 days\)\s+WARN expires within 30 days/);
+    expect(result.stdout).toMatch(
+      /tls client TLS certificate .*soon\.pem: subject CN=localhost, issuer CN=ca, expires \S+ \(9 days\)\s+WARN expires within 30 days/,
+    );
   });
 
   it("refuses a key that does not match its certificate, and an unreadable CA, naming each path", async () => {

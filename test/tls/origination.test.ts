@@ -95,8 +95,20 @@ describe(`TLS origination on Node ${process.version}`, () => {
   it("presents its client certificate to an upstream that requires one (openssl s_server -Verify)", async () => {
     const sPort = await freePort();
     const sServer = startProgram([
-      "openssl", "s_server", "-accept", String(sPort), "-cert", pki.server.cert, "-key", pki.server.key,
-      "-CAfile", pki.ca.cert, "-Verify", "1", "-verify_return_error", "-rev",
+      "openssl",
+      "s_server",
+      "-accept",
+      String(sPort),
+      "-cert",
+      pki.server.cert,
+      "-key",
+      pki.server.key,
+      "-CAfile",
+      pki.ca.cert,
+      "-Verify",
+      "1",
+      "-verify_return_error",
+      "-rev",
     ]);
     await waitForOutput(sServer.output, /ACCEPT/, 10_000);
     const { port, nextClosed } = await originatingProxy(sPort, { ca: pki.ca.cert, serverName: "localhost", cert: pki.client.cert, key: pki.client.key });
@@ -114,12 +126,16 @@ describe(`TLS origination on Node ${process.version}`, () => {
 
   it("keeps the upstream leg's keepalive and user timeout on the TCP socket under TLS, as read back from the kernel", async () => {
     const up = await stunnelUpstream(pki.server);
-    const { proxy, port } = await originatingProxy(up.port, { ca: pki.ca.cert, serverName: "localhost" }, {
-      "upstream-keepalive-idle": "11s",
-      "upstream-keepalive-interval": "2s",
-      "upstream-keepalive-count": "5",
-      "upstream-user-timeout": "2500ms",
-    });
+    const { proxy, port } = await originatingProxy(
+      up.port,
+      { ca: pki.ca.cert, serverName: "localhost" },
+      {
+        "upstream-keepalive-idle": "11s",
+        "upstream-keepalive-interval": "2s",
+        "upstream-keepalive-count": "5",
+        "upstream-user-timeout": "2500ms",
+      },
+    );
     const client = await connectClient(port);
     const server = await up.accepted();
     const atServer = observe(server);
@@ -140,9 +156,19 @@ describe(`TLS origination on Node ${process.version}`, () => {
 
   it("carries a TLS client's bytes from stunnel (as TLS client in front) through TLS termination to a plaintext service", async () => {
     const plain = await startServer();
-    const proxy = await startTestProxy({}, {
-      listeners: [{ name: "term", listen: "127.0.0.1:0", upstream: { address: `127.0.0.1:${plain.port}` }, client: { tls: { cert: pki.server.cert, key: pki.server.key } } }],
-    });
+    const proxy = await startTestProxy(
+      {},
+      {
+        listeners: [
+          {
+            name: "term",
+            listen: "127.0.0.1:0",
+            upstream: { address: `127.0.0.1:${plain.port}` },
+            client: { tls: { cert: pki.server.cert, key: pki.server.key } },
+          },
+        ],
+      },
+    );
     const stunnelPort = await startStunnel(pki.dir, { client: true, connectPort: proxy.port, ca: pki.ca.cert, name: `front${proxy.port}` });
     const client = await connectClient(stunnelPort);
     const server = await plain.accepted();

@@ -23,8 +23,18 @@ describe(`TLS certificate reload on Node ${process.version}`, () => {
     copyFileSync(pki.server.key, live.key);
     const upstream = await startServer();
     const proxy = await startLocalProxy([
-      "--listen", "127.0.0.1:0", "--upstream", `127.0.0.1:${upstream.port}`,
-      "--tls-cert", live.cert, "--tls-key", live.key, "--workers", "2", "--admin", "off",
+      "--listen",
+      "127.0.0.1:0",
+      "--upstream",
+      `127.0.0.1:${upstream.port}`,
+      "--tls-cert",
+      live.cert,
+      "--tls-key",
+      live.key,
+      "--workers",
+      "2",
+      "--admin",
+      "off",
     ]);
     const oldSerial = serialOf(pki.server.cert);
 
@@ -58,8 +68,18 @@ describe(`TLS certificate reload on Node ${process.version}`, () => {
     copyFileSync(pki.server.key, live.key);
     const upstream = await startServer();
     const proxy = await startLocalProxy([
-      "--listen", "127.0.0.1:0", "--upstream", `127.0.0.1:${upstream.port}`,
-      "--tls-cert", live.cert, "--tls-key", live.key, "--workers", "2", "--admin", "off",
+      "--listen",
+      "127.0.0.1:0",
+      "--upstream",
+      `127.0.0.1:${upstream.port}`,
+      "--tls-cert",
+      live.cert,
+      "--tls-key",
+      live.key,
+      "--workers",
+      "2",
+      "--admin",
+      "off",
     ]);
     // Both workers read the files when they start: wait for both before spoiling them.
     await waitUntil(() => proxy.logs.items.filter((l) => l.msg === "listening").length >= 2 || undefined, 10_000, "both workers listening");

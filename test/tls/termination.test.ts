@@ -27,7 +27,10 @@ function tlsProxy(pki: TestPki, upstreamPort: number, tls: Record<string, unknow
 
 /** openssl s_client sending `input` and then waiting briefly for the answer. */
 function sClient(port: number, pki: TestPki, args: readonly string[], input: string) {
-  return runTool(["timeout", "10", "openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", "localhost", "-CAfile", pki.ca.cert, "-quiet", ...args], { input });
+  return runTool(
+    ["timeout", "10", "openssl", "s_client", "-connect", `127.0.0.1:${port}`, "-servername", "localhost", "-CAfile", pki.ca.cert, "-quiet", ...args],
+    { input },
+  );
 }
 
 describe(`TLS termination on Node ${process.version}`, () => {
@@ -43,7 +46,17 @@ describe(`TLS termination on Node ${process.version}`, () => {
     await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
     const { proxy, port, logs, nextClosed } = await tlsProxy(pki, (http.address() as AddressInfo).port);
     try {
-      const curl = await runTool(["curl", "-sS", "--max-time", "10", "--cacert", pki.ca.cert, "--resolve", `localhost:${port}:127.0.0.1`, `https://localhost:${port}/`]);
+      const curl = await runTool([
+        "curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        pki.ca.cert,
+        "--resolve",
+        `localhost:${port}:127.0.0.1`,
+        `https://localhost:${port}/`,
+      ]);
       expect(curl.stderr).toBe("");
       expect(curl.stdout).toBe("plaintext service says hello");
       const summary = await nextClosed();
@@ -169,11 +182,16 @@ describe(`TLS termination on Node ${process.version}`, () => {
 
   it("keeps the client leg's keepalive and user timeout on the TCP socket under TLS, as read back from the kernel", async () => {
     const upstream = await startServer();
-    const { proxy, port } = await tlsProxy(pki, upstream.port, {}, {
-      "client-keepalive-idle": "7s",
-      "client-keepalive-interval": "3s",
-      "client-keepalive-count": "4",
-    });
+    const { proxy, port } = await tlsProxy(
+      pki,
+      upstream.port,
+      {},
+      {
+        "client-keepalive-idle": "7s",
+        "client-keepalive-interval": "3s",
+        "client-keepalive-count": "4",
+      },
+    );
     const client = await connectTlsClient(port, pki.ca.cert);
     const server = await upstream.accepted();
     const atServer = observe(server);
