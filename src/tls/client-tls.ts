@@ -10,6 +10,9 @@ export type ClientHandshakeOutcome =
 /** A missing client certificate, named the way OpenSSL names it when it refuses one itself. */
 const NO_CLIENT_CERT = "ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE";
 
+/** A client that sent its FIN in the middle of the handshake, named as OpenSSL names it. */
+const EOF_IN_HANDSHAKE = "ERR_SSL_UNEXPECTED_EOF_WHILE_READING";
+
 function ignore(): void {}
 
 interface VerifyingHandle {
@@ -79,6 +82,7 @@ export function watchClientHandshake(
     signal.removeEventListener("abort", onAbort);
     socket.off("error", onError);
     socket.off("secure", onSecure);
+    socket.off("readable", onEndBeforeHandshake);
     done(outcome);
   };
   const ms = (): number => performance.now() - started;
@@ -92,11 +96,18 @@ export function watchClientHandshake(
     finish({ ok: true, protocol: socket.getProtocol() ?? "unknown", cipher: socket.getCipher()?.name ?? "unknown", durationMs: ms() });
   };
   const onAbort = (): void => finish({ ok: false, cause: "cancelled", code: undefined, durationMs: ms() });
+  // No cleartext can arrive before the handshake is done (no 0-RTT data), so a
+  // 'readable' then is the client's FIN. Nobody reads the TLS socket until the
+  // handshake is done, so 'end' would never be emitted and the client would
+  // hold its slot until the handshake timeout. The listener is removed at
+  // once when the handshake ends, before the session starts reading.
+  const onEndBeforeHandshake = (): void => finish({ ok: false, cause: "failed", code: EOF_IN_HANDSHAKE, durationMs: ms() });
   const timer =
     settings.handshakeTimeoutMs > 0
       ? setTimeout(() => finish({ ok: false, cause: "timeout", code: "ETIMEDOUT", durationMs: ms() }), settings.handshakeTimeoutMs)
       : undefined;
   socket.prependListener("error", onError);
   socket.once("secure", onSecure);
+  socket.on("readable", onEndBeforeHandshake);
   signal.addEventListener("abort", onAbort, { once: true });
 }

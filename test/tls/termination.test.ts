@@ -180,6 +180,20 @@ describe(`TLS termination on Node ${process.version}`, () => {
     expect(attempts).toEqual([]);
   });
 
+  it("closes a client that sends its FIN in the middle of the handshake at once, not at the handshake timeout", async () => {
+    const upstream = await startServer();
+    const { port, nextClosed, attempts, proxy } = await tlsProxy(pki, upstream.port, { handshakeTimeout: "30s" });
+    const client = await connectClient(port);
+    const atClient = observe(client);
+    client.end();
+    const summary = await nextClosed(3000);
+    expect(summary).toMatchObject({ reason: "client_tls_handshake_failed", errno: "ERR_SSL_UNEXPECTED_EOF_WHILE_READING" });
+    expect(summary.durationMs).toBeLessThan(1000);
+    await waitUntil(() => atClient.closed, 3000, "the client closed");
+    expect(attempts).toEqual([]);
+    expect(proxy.sessionTotal).toBe(0);
+  });
+
   it("keeps the client leg's keepalive and user timeout on the TCP socket under TLS, as read back from the kernel", async () => {
     const upstream = await startServer();
     const { proxy, port } = await tlsProxy(
