@@ -379,10 +379,10 @@ export class ProxyListener implements SessionOwner {
       onAttempt: (result, durationMs, errno, address) => this.attempted(settings.name, result, durationMs, errno, address),
     });
     if (outcome.ok && settings.upstreamTls) {
+      // A PROXY header goes in cleartext before the ClientHello, as HAProxy's `send-proxy` with `ssl` sends it.
+      if (settings.sendProxyProtocol) outcome.socket.write(encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))));
       const secured = await this.tls.originate(session, settings, outcome, this.deps.hooks);
-      if (secured === undefined) return;
-      const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
-      session.attachUpstream(secured, outcome.address, header);
+      if (secured !== undefined) session.attachUpstream(secured, outcome.address);
       return;
     }
     if (outcome.ok) {

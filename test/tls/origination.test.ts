@@ -1,4 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
+import { TLSSocket } from "node:tls";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { loadLibc } from "../../src/net/libc.js";
 import { SocketOptions } from "../../src/net/socket-options.js";
 import { startTestProxy, type TestProxy, waitUntil } from "../helpers/in-process-proxy.js";
@@ -122,6 +125,49 @@ describe(`TLS origination on Node ${process.version}`, () => {
     expect(sServer.output()).toMatch(/Verification: OK/);
     client.destroy();
     await nextClosed();
+  });
+
+  it("sends a PROXY header in cleartext before the ClientHello when the upstream leg speaks TLS", async () => {
+    // The upstream reads the header line off the TCP socket, then runs TLS on what follows (HAProxy's accept-proxy + ssl order).
+    let header = "";
+    let secured = "";
+    const server = createServer((raw) => {
+      raw.once("readable", () => {
+        const head = raw.read() as Buffer;
+        const end = head.indexOf("\r\n") + 2;
+        header = head.subarray(0, end).toString();
+        raw.unshift(head.subarray(end));
+        const tlsSide = new TLSSocket(raw, { isServer: true, cert: readFileSync(pki.server.cert), key: readFileSync(pki.server.key) });
+        tlsSide.on("error", () => undefined);
+        tlsSide.on("data", (d: Buffer) => {
+          secured += d.toString();
+        });
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    onTestFinished(() => {
+      server.close();
+    });
+    const { port } = await startTestProxy(
+      {},
+      {
+        listeners: [
+          {
+            name: "pp",
+            listen: "127.0.0.1:0",
+            upstream: {
+              address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+              proxyProtocol: "v1",
+              tls: { enabled: true, ca: pki.ca.cert, serverName: "localhost" },
+            },
+          },
+        ],
+      },
+    );
+    const client = await connectClient(port);
+    client.write("inside TLS");
+    await waitUntil(() => secured === "inside TLS", 5000, "the bytes inside TLS");
+    expect(header).toMatch(new RegExp(`^PROXY TCP4 127\\.0\\.0\\.1 127\\.0\\.0\\.1 ${client.localPort} ${port}\\r\\n$`));
   });
 
   it("keeps the upstream leg's keepalive and user timeout on the TCP socket under TLS, as read back from the kernel", async () => {
