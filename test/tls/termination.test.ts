@@ -166,6 +166,28 @@ describe(`TLS termination on Node ${process.version}`, () => {
     expect(attempts).toEqual([]);
   });
 
+  it("names ERR_SSL_NO_SHARED_CIPHER when the client offers only ciphers the ECDSA certificate cannot serve", async () => {
+    const upstream = await startServer();
+    const { port, nextClosed, attempts } = await tlsProxy(pki, upstream.port);
+    await sClient(port, pki, ["-tls1_2", "-cipher", "AES128-SHA"], "rsa only\n");
+    expect(await nextClosed()).toMatchObject({ reason: "client_tls_handshake_failed", errno: "ERR_SSL_NO_SHARED_CIPHER" });
+    expect(attempts).toEqual([]);
+  });
+
+  it("refuses a client speaking plaintext HTTP to the TLS listener without an upstream connect", async () => {
+    const upstream = await startServer();
+    const { port, nextClosed, attempts } = await tlsProxy(pki, upstream.port);
+    const client = await connectClient(port);
+    const atClient = observe(client);
+    client.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const summary = await nextClosed();
+    expect(summary.reason).toBe("client_tls_handshake_failed");
+    expect(summary.errno).toMatch(/^ERR_SSL_/);
+    // Node answers with a TLS alert and closes (a FIN after the alert, not a reset): the client sees its end.
+    await waitUntil(() => atClient.ended || atClient.closed, 3000, "the client to see the end");
+    expect(attempts).toEqual([]);
+  });
+
   it("resets a client that opens TCP and never speaks TLS after the handshake timeout, without an upstream connect", async () => {
     const upstream = await startServer();
     const { port, nextClosed, attempts } = await tlsProxy(pki, upstream.port, { handshakeTimeout: "300ms" });
