@@ -305,6 +305,9 @@ export class KeepaliveProxy {
       },
       "listening",
     );
+    if (settings.upstreamTls?.verify === false) {
+      this.logger.warn({ listener: settings.name }, "upstream.tls.verify is false: the upstream's certificate and name are not checked (anyone on the path can impersonate it)");
+    }
     return listener;
   }
 
@@ -342,6 +345,15 @@ export class KeepaliveProxy {
         bytesFromClient: s.bytesFromClient,
         bytesFromUpstream: s.bytesFromUpstream,
         durationMs: s.durationMs,
+        ...(s.tls === undefined
+          ? {}
+          : {
+              tlsProtocol: s.tls.clientProtocol,
+              tlsCipher: s.tls.clientCipher,
+              upstreamTlsProtocol: s.tls.upstreamProtocol,
+              upstreamTlsCipher: s.tls.upstreamCipher,
+              tlsError: s.tls.error,
+            }),
       },
       "session closed",
     );

@@ -14,7 +14,23 @@ export interface SessionSummary {
   readonly bytesFromClient: number;
   readonly bytesFromUpstream: number;
   readonly durationMs: number;
+  /** The negotiated TLS of each TLS leg, when the listener has one. */
+  readonly tls?: SessionTls | undefined;
 }
+
+/** What a session's TLS legs negotiated, or why their handshake failed (the log line's fields). */
+export interface SessionTls {
+  /** e.g. `TLSv1.3`, once the client leg's handshake succeeded. */
+  clientProtocol?: string;
+  clientCipher?: string;
+  upstreamProtocol?: string;
+  upstreamCipher?: string;
+  /** The TLS error code of a failed handshake, e.g. `CERT_HAS_EXPIRED`, `ERR_SSL_NO_SHARED_CIPHER`. */
+  error?: string;
+}
+
+/** Outcome of one TLS handshake, from a closed set (a metrics label). */
+export type TlsHandshakeResult = "ok" | "failed" | "timeout";
 
 /**
  * Outcome of one upstream connect attempt, from a closed set (a metrics label).
@@ -51,6 +67,10 @@ export interface ProxyHooks {
   acceptFailed?(listener: string, errno: AcceptErrno): void;
   /** The kernel refused a socket option on a live socket. */
   socketOptionFailed?(listener: string, side: OptionSide, option: string): void;
+  /** A TLS handshake on a leg ended (not called for one the session abandoned). */
+  tlsHandshake?(listener: string, side: OptionSide, result: TlsHandshakeResult, durationMs: number): void;
+  /** A listener now serves TLS on a leg whose certificate expires at `expiresAt` (seconds since the epoch). */
+  tlsCertificate?(listener: string, side: OptionSide, expiresAt: number): void;
 }
 
 /** Calls every hook set in order; used to stack logging, metrics and test observers. */
@@ -73,6 +93,12 @@ export function combineHooks(...all: ProxyHooks[]): ProxyHooks {
     },
     socketOptionFailed: (listener, side, option) => {
       for (const h of all) h.socketOptionFailed?.(listener, side, option);
+    },
+    tlsHandshake: (listener, side, result, durationMs) => {
+      for (const h of all) h.tlsHandshake?.(listener, side, result, durationMs);
+    },
+    tlsCertificate: (listener, side, expiresAt) => {
+      for (const h of all) h.tlsCertificate?.(listener, side, expiresAt);
     },
   };
 }
