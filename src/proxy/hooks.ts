@@ -36,6 +36,15 @@ export type AcceptErrno = "EMFILE" | "ENFILE" | "ENOBUFS" | "ENOMEM" | "other";
 /** The leg a socket option belongs to (a metrics label). */
 export type OptionSide = "client" | "upstream";
 
+/** A session whose upstream has just connected; the proxy's Session fits it. */
+export interface OpenedSession {
+  readonly id: string;
+  readonly listener: string;
+  readonly clientAddress: string;
+  readonly upstreamPeer: string | undefined;
+  readonly startedAt: number;
+}
+
 /**
  * The observation points of the proxy: logging, metrics and tests subscribe
  * here instead of reaching into sessions. Every callback is optional and is
@@ -45,6 +54,8 @@ export interface ProxyHooks {
   clientAccepted?(listener: string): void;
   upstreamConnected?(listener: string, result: ConnectResult, durationMs: number, errno: string | undefined): void;
   sessionClosed?(summary: SessionSummary): void;
+  /** A session's upstream is connected and forwarding begins (once per session). */
+  sessionOpened?(session: OpenedSession): void;
   /** A reload was applied (`success`), failed with the running config left in force (`failure`), or refused during a drain (`refused`). */
   configReloaded?(result: ReloadResult): void;
   /** The proxy could not serve a client for lack of its own resources (descriptors, buffers, memory). */
@@ -64,6 +75,9 @@ export function combineHooks(...all: ProxyHooks[]): ProxyHooks {
     },
     sessionClosed: (summary) => {
       for (const h of all) h.sessionClosed?.(summary);
+    },
+    sessionOpened: (session) => {
+      for (const h of all) h.sessionOpened?.(session);
     },
     configReloaded: (result) => {
       for (const h of all) h.configReloaded?.(result);
