@@ -58,7 +58,7 @@ export function formatBytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
-const td = (value: unknown, cls?: string): string => `<td${cls ? ` class="${cls}"` : ""}>${escapeHtml(value)}</td>`;
+const td = (value: unknown, cls?: string): string => `<td${cls ? ` class="${escapeHtml(cls)}"` : ""}>${escapeHtml(value)}</td>`;
 
 function upstreamText(u: UpstreamStatus): string {
   if (u.state === "cooldown") return `${u.address} cool-down until ${u.cooldownUntil ?? "?"}`;
