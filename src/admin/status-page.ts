@@ -50,6 +50,12 @@ export function formatAge(ms: number | null | undefined): string {
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
 
+/** 45µs, 1.2ms, 180ms. */
+export function formatRtt(us: number): string {
+  if (us < 1000) return `${us}µs`;
+  return us < 100_000 ? `${(us / 1000).toFixed(1)}ms` : `${Math.round(us / 1000)}ms`;
+}
+
 /** 512 B, 1.5 KiB, 3.2 MiB. */
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -82,7 +88,7 @@ function legCells(leg: LegView | null): string {
   const probes = leg?.options?.keepaliveCount === undefined ? `${i.keepaliveProbesSent}` : `${i.keepaliveProbesSent}/${leg.options.keepaliveCount}`;
   return (
     td(i.state, "leg") +
-    td(`${(i.rttUs / 1000).toFixed(1)}ms`, "num") +
+    td(formatRtt(i.rttUs), "num") +
     td(i.unackedSegments, "num") +
     td(i.totalRetransmits, "num") +
     td(probes, i.keepaliveProbesSent > 0 ? "num probes" : "num") +
@@ -163,10 +169,10 @@ export function renderLoginPage(): string {
   return renderStatusPage(undefined);
 }
 
-export const STATUS_CSS = `:root{font-family:system-ui,sans-serif;font-size:14px;color:#1b1f24;background:#fafafa}
+export const STATUS_CSS = `:root{font-family:system-ui,sans-serif;font-size:13px;color:#1b1f24;background:#fafafa}
 body{margin:1rem 1.5rem}h1{font-size:1.4rem;margin:0}h2{font-size:1.1rem;margin:1.2rem 0 .4rem}
 header{display:flex;gap:1.5rem;align-items:baseline;flex-wrap:wrap}.live{color:#57606a}
-table{border-collapse:collapse;width:100%;background:#fff}th,td{border:1px solid #d0d7de;padding:2px 6px;text-align:left;white-space:nowrap}
+table{border-collapse:collapse;width:100%;background:#fff}th,td{border:1px solid #d0d7de;padding:1px 4px;text-align:left;white-space:nowrap}
 th{background:#eef1f4;font-weight:600}th[data-sort]{cursor:pointer;text-decoration:underline dotted}th.sorted-asc::after{content:" ▲"}th.sorted-desc::after{content:" ▼"}
 td.num{text-align:right;font-variant-numeric:tabular-nums}ul.upstreams{margin:0;padding-left:1rem}
 .up-ok{color:#1a7f37}.up-failing{color:#9a6700}.up-cooldown{color:#cf222e;font-weight:600}
@@ -199,6 +205,10 @@ export const STATUS_JS = String.raw`"use strict";
     if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60) + "s";
     if (s < 86400) return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
     return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
+  }
+  function rtt(us) {
+    if (us < 1000) return us + "\u00b5s";
+    return us < 100000 ? (us / 1000).toFixed(1) + "ms" : Math.round(us / 1000) + "ms";
   }
   function bytes(n) {
     if (n < 1024) return n + " B";
@@ -236,7 +246,7 @@ export const STATUS_JS = String.raw`"use strict";
     var i = leg ? leg.tcpInfo : null;
     if (!i) { var td = el("td", "\u2013", "leg"); td.colSpan = 7; tr.appendChild(td); return; }
     var count = leg.options ? leg.options.keepaliveCount : undefined;
-    cell(tr, i.state, "leg"); cell(tr, (i.rttUs / 1000).toFixed(1) + "ms", "num"); cell(tr, i.unackedSegments, "num");
+    cell(tr, i.state, "leg"); cell(tr, rtt(i.rttUs), "num"); cell(tr, i.unackedSegments, "num");
     cell(tr, i.totalRetransmits, "num");
     cell(tr, count === undefined ? i.keepaliveProbesSent : i.keepaliveProbesSent + "/" + count, i.keepaliveProbesSent > 0 ? "num probes" : "num");
     cell(tr, age(i.lastDataSentMs), "num"); cell(tr, age(i.lastDataReceivedMs), "num");
