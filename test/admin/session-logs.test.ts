@@ -30,7 +30,7 @@ describe("long sessions in the log", () => {
     await p.nextClosed();
     const lines = p.logs.filter((l) => l.msg === "session progress" || l.msg === "session closed");
     expect(lines.map((l) => l.msg)).toEqual(["session progress", "session progress", "session closed"]);
-    const [first, second, closed] = lines as [Record<string, unknown>, Record<string, unknown>, Record<string, unknown>];
+    const [first, second, closed] = lines as unknown as [Record<string, unknown>, Record<string, unknown>, Record<string, unknown>];
     expect(first).toMatchObject({ level: "info", listener: "pg", sessionId: closed.sessionId, upstream: `127.0.0.1:${upstream.port}` });
     expect(first.ageMs).toBeGreaterThanOrEqual(2_000);
     expect(first.ageMs).toBeLessThan(3_000);
