@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
 import type { Logger } from "pino";
 import { StartupError, StartupErrorCode } from "../errors.js";
 import { formatHostPort, type HostPort } from "../util/host-port.js";
@@ -69,6 +71,13 @@ function explain(error: NodeJS.ErrnoException): string {
 }
 
 const JSON_TYPE = "application/json; charset=utf-8";
+const gzipAsync = promisify(gzip);
+/**
+ * zlib level for /status.json and the page: the JSON repeats its field names
+ * per session, so even level 1 takes it to about a tenth, and costs a few ms
+ * per MB, on libuv's thread pool rather than the event loop.
+ */
+const GZIP_LEVEL = 1;
 
 type Handler = (target: RequestTarget, req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
 
@@ -283,7 +292,7 @@ export class AdminServer {
       return;
     }
     const text = await collect(this.statusPieces(options));
-    send(res, 200, "text/html; charset=utf-8", renderStatusPage(JSON.parse(text)), PAGE_HEADERS);
+    await sendMaybeGzipped(req, res, "text/html; charset=utf-8", renderStatusPage(JSON.parse(text)), PAGE_HEADERS);
   }
 
   private statusPieces(options: { readonly limit: number; readonly listener: string | undefined }): AsyncGenerator<string, unknown> {
@@ -295,6 +304,12 @@ export class AdminServer {
     const options = statusOptions(target);
     if (typeof options === "string") {
       sendJson(res, 400, { error: options });
+      return;
+    }
+    // The page polls this every 2 s: compressed when the client takes gzip (a browser always does),
+    // which means collecting it first; it is bounded by `limit` all the same.
+    if (req.method === "GET" && acceptsGzip(req)) {
+      await sendMaybeGzipped(req, res, JSON_TYPE, await collect(this.statusPieces(options)), { "X-Content-Type-Options": "nosniff" });
       return;
     }
     await this.stream(req, res, this.statusPieces(options), "status listed");
@@ -386,6 +401,29 @@ function statusOptions(target: RequestTarget): { readonly limit: number; readonl
   const limit = text === null ? DEFAULT_STATUS_LIMIT : parseLimit(text);
   if (typeof limit === "string") return limit;
   return { limit, listener: target.query.get("listener") ?? undefined };
+}
+
+function acceptsGzip(req: IncomingMessage): boolean {
+  return /\bgzip\b/i.test(req.headers["accept-encoding"] ?? "");
+}
+
+/** Sends `body`, gzipped (off the event loop) when the client accepts it. */
+async function sendMaybeGzipped(req: IncomingMessage, res: ServerResponse, contentType: string, body: string, extra: Readonly<Record<string, string>>): Promise<void> {
+  if (!acceptsGzip(req)) {
+    send(res, 200, contentType, body, { ...extra, Vary: "Accept-Encoding" });
+    return;
+  }
+  const zipped = await gzipAsync(body, { level: GZIP_LEVEL });
+  if (res.destroyed) return;
+  res.writeHead(200, {
+    "Content-Type": contentType,
+    "Content-Length": zipped.length,
+    "Content-Encoding": "gzip",
+    Vary: "Accept-Encoding",
+    "Cache-Control": "no-store",
+    ...extra,
+  });
+  res.end(zipped);
 }
 
 async function collect(pieces: AsyncGenerator<string, unknown>): Promise<string> {

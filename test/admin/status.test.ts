@@ -65,6 +65,25 @@ describe("/status.json", () => {
     expect(report.closed[0]).toMatchObject({ reason: "upstream_connect_failed", errno: "ECONNREFUSED", upstream: `127.0.0.1:${port}` });
   });
 
+  it("is gzipped for a client that accepts it, as browsers do", async () => {
+    const p = await startAdminSession();
+    const { gunzipSync } = await import("node:zlib");
+    const { request } = await import("node:http");
+    const raw = await new Promise<{ headers: Record<string, unknown>; body: Buffer }>((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port: p.admin.port, path: "/status.json", agent: false, headers: { "accept-encoding": "gzip" } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(raw.headers["content-encoding"]).toBe("gzip");
+    expect(raw.headers.vary).toBe("Accept-Encoding");
+    const report = JSON.parse(gunzipSync(raw.body).toString("utf8")) as Report;
+    expect(report.sessions.total).toBe(1);
+  });
+
   it("answers 400 for a limit beyond 10000 and filters by listener", async () => {
     const p = await startAdminSession();
     expect((await p.get("/status.json?limit=10001")).status).toBe(400);
