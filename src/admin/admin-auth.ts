@@ -14,9 +14,13 @@ export const PROTECTED_PATHS: ReadonlySet<string> = new Set(["/", "/status.json"
 /** The token file is missing, unreadable or empty. */
 export class AdminTokenError extends StartupError {
   constructor(file: string, why: string, cause?: unknown) {
-    super(StartupErrorCode.AdminTokenUnreadable, `the admin token file ${file} ${why}; write one line of at least 16 characters to it (e.g. openssl rand -hex 32)`, {
-      cause,
-    });
+    super(
+      StartupErrorCode.AdminTokenUnreadable,
+      `the admin token file ${file} ${why}; write one line of at least 16 characters to it (e.g. openssl rand -hex 32)`,
+      {
+        cause,
+      },
+    );
     this.name = "AdminTokenError";
   }
 }
@@ -50,7 +54,8 @@ export class AdminAuth {
       throw new AdminTokenError(file, `cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})`, error);
     }
     const token = text.trim();
-    if (token.length < MIN_TOKEN_LENGTH) throw new AdminTokenError(file, token.length === 0 ? "is empty" : `holds a token shorter than ${MIN_TOKEN_LENGTH} characters`);
+    if (token.length < MIN_TOKEN_LENGTH)
+      throw new AdminTokenError(file, token.length === 0 ? "is empty" : `holds a token shorter than ${MIN_TOKEN_LENGTH} characters`);
     if (/\s/.test(token)) throw new AdminTokenError(file, "holds whitespace inside the token");
     return new AdminAuth(token, metricsOpen);
   }

@@ -77,7 +77,8 @@ function mergeUpstreams(a: readonly UpstreamStatus[], b: readonly UpstreamStatus
   const out = new Map(a.map((u) => [u.address, u]));
   for (const u of b) {
     const seen = out.get(u.address);
-    if (seen === undefined || STATE_RANK[u.state] > STATE_RANK[seen.state] || (u.state === seen.state && u.consecutiveFailures > seen.consecutiveFailures)) out.set(u.address, u);
+    if (seen === undefined || STATE_RANK[u.state] > STATE_RANK[seen.state] || (u.state === seen.state && u.consecutiveFailures > seen.consecutiveFailures))
+      out.set(u.address, u);
   }
   return [...out.values()];
 }

@@ -20,7 +20,9 @@ function percentile(values: readonly number[], p: number): number {
 }
 
 describe("admin abuse", () => {
-  it(`keeps echo round trips fast while ${IDLE} idle admin connections and a byte-a-second header sender are held, then cut by the header timeout`, { timeout: 30_000 }, async () => {
+  it(`keeps echo round trips fast while ${IDLE} idle admin connections and a byte-a-second header sender are held, then cut by the header timeout`, {
+    timeout: 30_000,
+  }, async () => {
     const echo = await startEchoServer();
     const p = await startTestProxy(
       { admin: "127.0.0.1:0" },
@@ -32,7 +34,13 @@ describe("admin abuse", () => {
     );
     const adminPort = p.proxy.admin?.address()?.port ?? 0;
     const session = await connectClient(p.port);
-    const before = await measureRoundTrips(session, ((n) => () => n-- <= 0)(100));
+    const before = await measureRoundTrips(
+      session,
+      (
+        (n) => () =>
+          n-- <= 0
+      )(100),
+    );
 
     const opened: Observed[] = [];
     onTestFinished(() => {
@@ -62,7 +70,10 @@ describe("admin abuse", () => {
       slow.destroy();
     });
 
-    const during = await measureRoundTrips(session, () => (slowSeen.closed && opened.every((o) => o.closed)) || Date.now() - started > ADMIN_TIMEOUTS.headersMs + SLACK_MS);
+    const during = await measureRoundTrips(
+      session,
+      () => (slowSeen.closed && opened.every((o) => o.closed)) || Date.now() - started > ADMIN_TIMEOUTS.headersMs + SLACK_MS,
+    );
     const elapsed = Date.now() - started;
 
     // Cut by the timeouts: every idle one and the slow one, within the header timeout plus slack.

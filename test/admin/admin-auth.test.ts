@@ -157,7 +157,18 @@ describe.skipIf(!support.ok)("a real Prometheus and the admin token", () => {
     onTestFinished(() => lab.destroy());
     const ns = await lab.namespace("prom");
     const file = tokenFile();
-    const proxy = await ProxyProcess.start(ns, lab, ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9", "--admin", "127.0.0.1:0", "--admin-token-file", file, "--workers", "2"]);
+    const proxy = await ProxyProcess.start(ns, lab, [
+      "--listen",
+      "127.0.0.1:0",
+      "--upstream",
+      "127.0.0.1:9",
+      "--admin",
+      "127.0.0.1:0",
+      "--admin-token-file",
+      file,
+      "--workers",
+      "2",
+    ]);
     const adminPort = await proxy.adminPort();
     const prom = await PrometheusProcess.start(lab, { ns, targets: [`127.0.0.1:${adminPort}`], credentialsFile: file });
     const up = await prom.waitFor('up{job="keepalive-proxy"}', (s) => s.value === 1, 30_000);
@@ -170,7 +181,18 @@ describe.skipIf(!support.ok)("a real Prometheus and the admin token", () => {
     const lab = new Lab();
     onTestFinished(() => lab.destroy());
     const ns = await lab.namespace("prom");
-    const proxy = await ProxyProcess.start(ns, lab, ["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9", "--admin", "127.0.0.1:0", "--admin-token-file", tokenFile(), "--workers", "1"]);
+    const proxy = await ProxyProcess.start(ns, lab, [
+      "--listen",
+      "127.0.0.1:0",
+      "--upstream",
+      "127.0.0.1:9",
+      "--admin",
+      "127.0.0.1:0",
+      "--admin-token-file",
+      tokenFile(),
+      "--workers",
+      "1",
+    ]);
     const adminPort = await proxy.adminPort();
     const prom = await PrometheusProcess.start(lab, { ns, targets: [`127.0.0.1:${adminPort}`] });
     const up = await prom.waitFor('up{job="keepalive-proxy"}', () => true, 30_000);

@@ -10,13 +10,18 @@ import { startTestProxy } from "../helpers/in-process-proxy.js";
 import { connectClient, startServer } from "../helpers/tcp.js";
 
 describe("long sessions in the log", () => {
-  it("writes two progress lines with growing byte counts for a session open 5 s with progressInterval 2s, then its session closed line", { timeout: 15_000 }, async () => {
+  it("writes two progress lines with growing byte counts for a session open 5 s with progressInterval 2s, then its session closed line", {
+    timeout: 15_000,
+  }, async () => {
     const upstream = await startServer();
-    const p = await startTestProxy({}, {
-      log: { progressInterval: "2s" },
-      workers: 1,
-      listeners: [{ name: "pg", listen: "127.0.0.1:0", upstream: { address: `127.0.0.1:${upstream.port}` } }],
-    });
+    const p = await startTestProxy(
+      {},
+      {
+        log: { progressInterval: "2s" },
+        workers: 1,
+        listeners: [{ name: "pg", listen: "127.0.0.1:0", upstream: { address: `127.0.0.1:${upstream.port}` } }],
+      },
+    );
     const client = await connectClient(p.port);
     const server = await upstream.accepted();
     server.on("data", () => {});
@@ -48,11 +53,14 @@ describe("long sessions in the log", () => {
     expect(quiet.logs.filter((l) => l.msg === "session opened" || l.msg === "session progress")).toEqual([]);
 
     const upstream = await startServer();
-    const p = await startTestProxy({}, {
-      log: { sessionOpened: true },
-      workers: 1,
-      listeners: [{ name: "pg", listen: "127.0.0.1:0", upstream: { address: `127.0.0.1:${upstream.port}` } }],
-    });
+    const p = await startTestProxy(
+      {},
+      {
+        log: { sessionOpened: true },
+        workers: 1,
+        listeners: [{ name: "pg", listen: "127.0.0.1:0", upstream: { address: `127.0.0.1:${upstream.port}` } }],
+      },
+    );
     const client = await connectClient(p.port);
     await upstream.accepted();
     const opened = await waitUntil(() => p.logs.find((l) => l.msg === "session opened"), 3_000, "the session opened line");

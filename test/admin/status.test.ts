@@ -122,7 +122,6 @@ describe("/status.json", () => {
   });
 });
 
-
 describe("the closed-sessions ring", () => {
   it(`keeps only the last ${CLOSED_RING_SIZE} closed sessions, newest first, and counts every close`, () => {
     let now = 1_000_000;
@@ -199,7 +198,19 @@ describe("the status page", () => {
         },
       ],
       closed: [
-        { id: MARKUP, listener: MARKUP, client: MARKUP, upstream: MARKUP, reason: MARKUP, side: MARKUP, errno: MARKUP, closedAt: MARKUP, durationMs: 1, bytesFromClient: 0, bytesFromUpstream: 0 },
+        {
+          id: MARKUP,
+          listener: MARKUP,
+          client: MARKUP,
+          upstream: MARKUP,
+          reason: MARKUP,
+          side: MARKUP,
+          errno: MARKUP,
+          closedAt: MARKUP,
+          durationMs: 1,
+          bytesFromClient: 0,
+          bytesFromUpstream: 0,
+        },
       ],
       sessions: {
         total: 1,

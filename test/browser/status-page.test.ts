@@ -6,15 +6,18 @@
 // then list it as closed with upstream_timeout; sort and filter; show markup
 // as text; load nothing from elsewhere and log no console error.
 
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server } from "node:net";
-import { dirname } from "node:path";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { describe, expect, onTestFinished, test } from "vitest";
+import { startLocalProxy } from "../helpers/local-proxy.js";
 import { Lab, netnsSupport, threeHop, vanish } from "../helpers/netns.js";
 import { bridgeInto } from "../helpers/ns-bridge.js";
 import { startPeers, startProxy } from "../helpers/ns-session.js";
+import { connectClient, startServer } from "../helpers/tcp.js";
 import { toolSupport } from "../helpers/tools.js";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -58,7 +61,9 @@ function column(page: Page, index: number): Promise<string[]> {
 }
 
 describe.skipIf(!support.ok)("the status page in Chromium", () => {
-  test("shows a live session and its legs, highlights it while the upstream's probes go unanswered, then lists it closed; sorts, filters, shows markup as text", { timeout: 90_000 }, async () => {
+  test("shows a live session and its legs, highlights it while the upstream's probes go unanswered, then lists it closed; sorts, filters, shows markup as text", {
+    timeout: 90_000,
+  }, async () => {
     const lab = new Lab();
     onTestFinished(() => lab.destroy());
     const topo = await threeHop(lab);
@@ -168,5 +173,51 @@ describe.skipIf(!support.ok)("the status page in Chromium", () => {
     expect(consoleErrors).toEqual([]);
     expect(foreign).toEqual([]);
     expect(dialogs).toEqual([]);
+  });
+});
+
+describe.skipIf(!browser.ok)("the status page with an admin token, in Chromium", () => {
+  test("asks for the token once, keeps it for the tab, and shows the sessions; a wrong token is asked again", { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kp-token-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const token = "browser-token-0123456789abcdef";
+    writeFileSync(join(dir, "token"), `${token}\n`);
+    const upstream = await startServer();
+    const proxy = await startLocalProxy([
+      "--listen",
+      "127.0.0.1:0",
+      "--upstream",
+      `127.0.0.1:${upstream.port}`,
+      "--admin",
+      "127.0.0.1:0",
+      "--admin-token-file",
+      join(dir, "token"),
+    ]);
+    const origin = `http://127.0.0.1:${await proxy.adminPort()}`;
+    await connectClient(proxy.port);
+
+    const b = await launch();
+    const page = await b.newPage();
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    const res = await page.goto(`${origin}/`);
+    expect(res?.status()).toBe(401);
+    await page.locator("#login").waitFor({ state: "visible", timeout: 5_000 });
+    expect(await page.locator("#sessions tbody tr").count()).toBe(0);
+
+    await page.fill("#token", "wrong-token-0123456789abcdef00");
+    await page.click("#login button[type=submit]");
+    await page.locator("#login-error", { hasText: "That token was refused." }).waitFor({ timeout: 5_000 });
+
+    await page.fill("#token", token);
+    await page.click("#login button[type=submit]");
+    await page.locator("#sessions tbody tr[data-session-id]").first().waitFor({ timeout: 5_000 });
+    expect(await page.locator("#login").isHidden()).toBe(true);
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(1);
+    // A reload of the tab keeps the token: no second prompt.
+    await page.reload();
+    await page.locator("#sessions tbody tr[data-session-id]").first().waitFor({ timeout: 5_000 });
+    expect(await page.locator("#login").isHidden()).toBe(true);
+    expect(errors).toEqual([]);
   });
 });
