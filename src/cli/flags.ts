@@ -40,6 +40,11 @@ export function proxyFlags(): Record<string, Options> {
     "log-level": { type: "string", group: "Process:", choices: ["fatal", "error", "warn", "info", "debug", "trace", "silent"], desc: "Minimum log level (default info)" },
     "log-format": { type: "string", group: "Process:", choices: ["json", "pretty"], desc: "json lines, or pretty for humans (default json)" },
     admin: { type: "string", group: "Process:", desc: "HOST:PORT for /metrics, /healthz, /readyz, /connections, or off (default 127.0.0.1:9464)" },
+    "admin-token-file": {
+      type: "string",
+      group: "Process:",
+      desc: "File holding the admin token: /, /status.json, /connections and /metrics then require Authorization: Bearer <token> (default none)",
+    },
     workers: {
       type: "string",
       group: "Process:",

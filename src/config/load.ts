@@ -51,6 +51,7 @@ export const GLOBAL_FLAG_PATHS: Readonly<Record<string, Path>> = {
   "log-level": ["log", "level"],
   "log-format": ["log", "format"],
   admin: ["admin", "listen"],
+  "admin-token-file": ["admin", "auth", "tokenFile"],
   "drain-timeout": ["shutdown", "drainTimeout"],
   workers: ["workers"],
 };
@@ -80,6 +81,7 @@ const FLAG_FORMS: Readonly<Record<string, "boolean" | "count" | "text">> = {
   listen: "text",
   upstream: "text",
   admin: "text",
+  "admin-token-file": "text",
   name: "text",
 };
 

@@ -303,11 +303,16 @@ export const configSchema = z
       .strictObject({
         level: z.enum(LOG_LEVELS).default("info").describe("Minimum level logged."),
         format: z.enum(["json", "pretty"]).default("json").describe("json: one JSON object per line; pretty: for humans (pino-pretty)."),
+        sessionOpened: z.boolean().default(false).describe("Write a `session opened` info line when a session's upstream is connected."),
+        progressInterval: duration(
+          "Write a `session progress` info line for every session older than this, once per this interval, with bytes each way so far and both legs' TCP_INFO. 0 (the default) = off.",
+          (ms) => (ms > 0 && ms < 1000 ? `log.progressInterval must be 0 (off) or at least 1s; got ${ms}ms` : undefined),
+        ).prefault(0),
       })
       .prefault({}),
     admin: z
       .strictObject({
-        listen: address("HOST:PORT of the admin HTTP server (/metrics, /healthz, /readyz, /connections).", true)
+        listen: address("HOST:PORT of the admin HTTP server (/, /status.json, /metrics, /healthz, /readyz, /connections).", true)
           .nullable()
           .prefault("127.0.0.1:9464"),
         maxConnections: z
@@ -317,6 +322,20 @@ export const configSchema = z
           .max(MAX_ADMIN_CONNECTIONS)
           .default(64)
           .describe("Admin connections open at once; beyond it an idle one gives way or the new one is reset, and counted. At least 1 (there is no unlimited)."),
+        auth: z
+          .strictObject({
+            tokenFile: z
+              .string()
+              .min(1, "admin.auth.tokenFile must name a file")
+              .nullable()
+              .default(null)
+              .describe(
+                "File holding the admin token (surrounding whitespace ignored). When set, /, /status.json, /connections and /metrics require `Authorization: Bearer <token>`; /healthz and /readyz stay open. null (the default): no token.",
+              ),
+            metricsOpen: z.boolean().default(false).describe("Leave /metrics open even with a token, for scrapers that cannot send one."),
+          })
+          .prefault({})
+          .describe("Access control for the admin server."),
       })
       .prefault({})
       .describe("Admin HTTP server; loopback only by default. Set listen to null to turn it off."),

@@ -23,6 +23,8 @@ export interface SessionTls {
   /** e.g. `TLSv1.3`, once the client leg's handshake succeeded. */
   clientProtocol?: string;
   clientCipher?: string;
+  /** The client certificate's subject, under mutual TLS. */
+  clientPeerSubject?: string;
   upstreamProtocol?: string;
   upstreamCipher?: string;
   /** The TLS error code of a failed handshake, e.g. `CERT_HAS_EXPIRED`, `ERR_SSL_NO_SHARED_CIPHER`. */
@@ -52,6 +54,15 @@ export type AcceptErrno = "EMFILE" | "ENFILE" | "ENOBUFS" | "ENOMEM" | "other";
 /** The leg a socket option belongs to (a metrics label). */
 export type OptionSide = "client" | "upstream";
 
+/** A session whose upstream has just connected; the proxy's Session fits it. */
+export interface OpenedSession {
+  readonly id: string;
+  readonly listener: string;
+  readonly clientAddress: string;
+  readonly upstreamPeer: string | undefined;
+  readonly startedAt: number;
+}
+
 /**
  * The observation points of the proxy: logging, metrics and tests subscribe
  * here instead of reaching into sessions. Every callback is optional and is
@@ -61,6 +72,8 @@ export interface ProxyHooks {
   clientAccepted?(listener: string): void;
   upstreamConnected?(listener: string, result: ConnectResult, durationMs: number, errno: string | undefined): void;
   sessionClosed?(summary: SessionSummary): void;
+  /** A session's upstream is connected and forwarding begins (once per session). */
+  sessionOpened?(session: OpenedSession): void;
   /** A reload was applied (`success`), failed with the running config left in force (`failure`), or refused during a drain (`refused`). */
   configReloaded?(result: ReloadResult): void;
   /** The proxy could not serve a client for lack of its own resources (descriptors, buffers, memory). */
@@ -84,6 +97,9 @@ export function combineHooks(...all: ProxyHooks[]): ProxyHooks {
     },
     sessionClosed: (summary) => {
       for (const h of all) h.sessionClosed?.(summary);
+    },
+    sessionOpened: (session) => {
+      for (const h of all) h.sessionOpened?.(session);
     },
     configReloaded: (result) => {
       for (const h of all) h.configReloaded?.(result);

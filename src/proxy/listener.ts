@@ -388,6 +388,7 @@ export class ProxyListener implements SessionOwner {
     if (outcome.ok) {
       const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
       session.attachUpstream(outcome.socket, outcome.address, header);
+      if (session.open) this.deps.hooks.sessionOpened?.(session);
       return;
     }
     this.connectFailed(session, outcome);

@@ -4,7 +4,7 @@ import { type ClientTlsSettings, contextForName } from "./material.js";
 
 /** How a client's handshake ended. `cancelled`: the session ended first (its own reason stands). */
 export type ClientHandshakeOutcome =
-  | { readonly ok: true; readonly protocol: string; readonly cipher: string; readonly durationMs: number }
+  | { readonly ok: true; readonly protocol: string; readonly cipher: string; readonly durationMs: number; readonly peerSubject: string | undefined }
   | { readonly ok: false; readonly cause: "failed" | "timeout" | "cancelled"; readonly code: string | undefined; readonly durationMs: number };
 
 /** A missing client certificate, named the way OpenSSL names it when it refuses one itself. */
@@ -93,7 +93,7 @@ export function watchClientHandshake(
       finish({ ok: false, cause: "failed", code: refused, durationMs: ms() });
       return;
     }
-    finish({ ok: true, protocol: socket.getProtocol() ?? "unknown", cipher: socket.getCipher()?.name ?? "unknown", durationMs: ms() });
+    finish({ ok: true, protocol: socket.getProtocol() ?? "unknown", cipher: socket.getCipher()?.name ?? "unknown", durationMs: ms(), peerSubject: subjectOf(socket) });
   };
   const onAbort = (): void => finish({ ok: false, cause: "cancelled", code: undefined, durationMs: ms() });
   // No cleartext can arrive before the handshake is done (no 0-RTT data), so a
@@ -110,4 +110,13 @@ export function watchClientHandshake(
   socket.once("secure", onSecure);
   socket.on("readable", onEndBeforeHandshake);
   signal.addEventListener("abort", onAbort, { once: true });
+}
+
+/** The client certificate's subject as `CN=…, O=…` (mutual TLS), or undefined when there is none. */
+function subjectOf(socket: TLSSocket): string | undefined {
+  const subject = socket.getPeerCertificate()?.subject as Record<string, string | string[]> | undefined;
+  if (subject === undefined || Object.keys(subject).length === 0) return undefined;
+  return Object.entries(subject)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("+") : v}`)
+    .join(", ");
 }

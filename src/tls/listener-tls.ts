@@ -32,7 +32,12 @@ export class ClientTlsGate {
     const handshake = new Promise<boolean>((resolve) => {
       watchClientHandshake(session.client as TLSSocket, settings, session.signal, (outcome) => {
         if (outcome.ok) {
-          session.tls = { ...session.tls, clientProtocol: outcome.protocol, clientCipher: outcome.cipher };
+          session.tls = {
+            ...session.tls,
+            clientProtocol: outcome.protocol,
+            clientCipher: outcome.cipher,
+            ...(outcome.peerSubject === undefined ? {} : { clientPeerSubject: outcome.peerSubject }),
+          };
           hooks.tlsHandshake?.(listener, "client", "ok", outcome.durationMs);
           resolve(true);
           return;

@@ -165,6 +165,11 @@ export class UpstreamPool {
     return [...up, ...down];
   }
 
+  /** Every address with a health record (a recent failure or a cool-down), for the status page. */
+  healthRecords(): Iterable<readonly [string, { readonly failures: number; readonly downUntil: number }]> {
+    return this.health.entries();
+  }
+
   /** Whether an address is being skipped now (for tests and /connections). */
   inCooldown(key: string): boolean {
     return (this.health.get(key)?.downUntil ?? 0) > this.now();
