@@ -168,7 +168,10 @@ describe.skipIf(!support.ok)("the status page in Chromium", () => {
     // Then each moves to the closed list with upstream_timeout.
     await page.locator("#sessions tbody tr").first().waitFor({ state: "detached", timeout: 20_000 });
     const reasons = await page.$$eval("#closed tbody tr td:nth-child(7)", (cells) => cells.map((c) => c.textContent));
-    expect(reasons).toEqual(["upstream_timeout", "upstream_timeout", "upstream_timeout", "client_eof"]);
+    expect(reasons.slice(0, 3)).toEqual(["upstream_timeout", "upstream_timeout", "upstream_timeout"]);
+    // The first, short session closed cleanly; which side's FIN came first is a race.
+    expect(reasons).toHaveLength(4);
+    expect(["client_eof", "upstream_eof"]).toContain(reasons[3]);
 
     expect(consoleErrors).toEqual([]);
     expect(foreign).toEqual([]);
