@@ -3,6 +3,7 @@ export const StartupErrorCode = {
   ListenFailed: "LISTEN_FAILED",
   SocketOptionsRefused: "SOCKET_OPTIONS_REFUSED",
   Platform: "UNSUPPORTED_PLATFORM",
+  AdminTokenUnreadable: "ADMIN_TOKEN_UNREADABLE",
 } as const;
 export type StartupErrorCode = (typeof StartupErrorCode)[keyof typeof StartupErrorCode];
 

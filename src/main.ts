@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
+import { adminAuth } from "./admin/admin-auth.js";
 import { AdminServer } from "./admin/admin-server.js";
+import { StatusBook, type StatusSnapshot, upstreamStatuses } from "./admin/status.js";
 import { listenerSettings } from "./config/settings.js";
 import type { Config } from "./config/schema.js";
 import { ReloadGate, ReloadInterrupted } from "./lifecycle/reload-gate.js";
@@ -12,7 +14,8 @@ import { SocketOptions } from "./net/socket-options.js";
 import { CloseReason } from "./proxy/session/close-reason.js";
 import { ConnectionBudget } from "./proxy/admission/connection-budget.js";
 import { ListenError, StartupError, StartupErrorCode } from "./errors.js";
-import { combineHooks, type ProxyHooks, type ReloadResult, type SessionSummary } from "./proxy/hooks.js";
+import { combineHooks, type OpenedSession, type ProxyHooks, type ReloadResult, type SessionSummary } from "./proxy/hooks.js";
+import { SessionProgress } from "./log/session-progress.js";
 import { type ListenerSettings, ProxyListener, type SharedListen } from "./proxy/listener.js";
 import type { SessionSlots } from "./proxy/admission/connection-budget.js";
 import type { Session } from "./proxy/session/session.js";
@@ -62,6 +65,10 @@ export class KeepaliveProxy {
   metrics: ProxyMetrics | undefined;
   /** The admin HTTP server, set by startProxy when config.admin.listen is not null. */
   admin: AdminServer | undefined;
+  /** Counts and the closed-sessions ring for /status.json. */
+  private readonly book = new StatusBook();
+  /** The `session progress` lines (log.progressInterval). */
+  private readonly progress: SessionProgress;
 
   constructor(
     private config: Config,
@@ -71,8 +78,10 @@ export class KeepaliveProxy {
     private readonly worker?: WorkerContext,
   ) {
     this.processBudget = worker ? worker.budget("process", config.limits.maxConnections) : new ConnectionBudget(config.limits.maxConnections);
-    const logHook: ProxyHooks = { sessionClosed: (summary) => this.logClosed(summary) };
-    this.hooks = combineHooks(logHook, extraHooks ?? {}, { sessionClosed: () => this.pruneRetired() });
+    const logHook: ProxyHooks = { sessionClosed: (summary) => this.logClosed(summary), sessionOpened: (session) => this.logOpened(session) };
+    this.hooks = combineHooks(logHook, this.book.hooks, extraHooks ?? {}, { sessionClosed: () => this.pruneRetired() });
+    this.progress = new SessionProgress(() => this.sessions(), socketOptions, logger);
+    this.progress.setInterval(config.log.progressInterval);
     this.gate = new ReloadGate(this, logger);
   }
 
@@ -204,6 +213,7 @@ export class KeepaliveProxy {
     }
     this.processBudget.max = next.limits.maxConnections;
     this.config = next;
+    this.progress.setInterval(next.log.progressInterval);
     return outcome;
   }
 
@@ -264,6 +274,7 @@ export class KeepaliveProxy {
       await this.waitForSessions(2000);
     }
     // Last: /healthz and /metrics answer for as long as sessions drain.
+    this.progress.stop();
     await this.admin?.close();
     return { drained: before - reset, reset };
   }
@@ -305,6 +316,9 @@ export class KeepaliveProxy {
       },
       "listening",
     );
+    if (settings.upstreamTls?.verify === false) {
+      this.logger.warn({ listener: settings.name }, "upstream.tls.verify is false: the upstream's certificate and name are not checked (anyone on the path can impersonate it)");
+    }
     return listener;
   }
 
@@ -329,6 +343,38 @@ export class KeepaliveProxy {
     });
   }
 
+  /**
+   * The listeners, their upstreams' health and counts, and the last closed
+   * sessions, for /status.json. Listeners retired by a reload but still
+   * carrying sessions count in their name's `active`.
+   */
+  statusSnapshot(): StatusSnapshot {
+    const now = Date.now();
+    const listeners = [...this.listeners.values()].map((l) => {
+      const address = l.address();
+      let active = l.sessions.size;
+      for (const r of this.retired) if (r.name === l.name) active += r.sessions.size;
+      return {
+        name: l.name,
+        address: address === undefined ? null : formatHostPort({ host: address.address, port: address.port }),
+        accepting: l.isAccepting,
+        workers: 1,
+        upstreams: upstreamStatuses(l.current.upstream.targets.map(formatHostPort), l.upstreams.healthRecords(), now),
+        active,
+        ...this.book.countsOf(l.name),
+      };
+    });
+    return { draining: this.draining, listeners, closed: this.book.recentlyClosed() };
+  }
+
+  private logOpened(s: OpenedSession): void {
+    if (!this.config.log.sessionOpened) return;
+    this.logger.info(
+      { sessionId: s.id, listener: s.listener, client: s.clientAddress, upstream: s.upstreamPeer, connectMs: Date.now() - s.startedAt },
+      "session opened",
+    );
+  }
+
   private logClosed(s: SessionSummary): void {
     this.logger.info(
       {
@@ -342,6 +388,15 @@ export class KeepaliveProxy {
         bytesFromClient: s.bytesFromClient,
         bytesFromUpstream: s.bytesFromUpstream,
         durationMs: s.durationMs,
+        ...(s.tls === undefined
+          ? {}
+          : {
+              tlsProtocol: s.tls.clientProtocol,
+              tlsCipher: s.tls.clientCipher,
+              upstreamTlsProtocol: s.tls.upstreamProtocol,
+              upstreamTlsCipher: s.tls.upstreamCipher,
+              tlsError: s.tls.error,
+            }),
       },
       "session closed",
     );
@@ -381,6 +436,8 @@ export async function startProxy(config: Config, deps: ProxyDeps): Promise<Keepa
   // Before any listener opens: raise RLIMIT_NOFILE, warn if it cannot hold 2 × maxConnections + 64.
   // (In a worker the supervisor did it for the whole process tree, whose limits the workers inherit.)
   if (deps.worker === undefined) checkDescriptorBudget(libc, config, deps.logger);
+  // Read before any listener opens: a bad token file stops the start with nothing half-done.
+  const auth = config.admin.listen !== null && deps.worker === undefined ? adminAuth(config) : undefined;
   const metrics = new ProxyMetrics();
   const proxy = new KeepaliveProxy(config, socketOptions, deps.logger, deps.hooks ? combineHooks(metrics.hooks, deps.hooks) : metrics.hooks, deps.worker);
   proxy.metrics = metrics;
@@ -391,7 +448,7 @@ export async function startProxy(config: Config, deps: ProxyDeps): Promise<Keepa
     if (config.admin.listen !== null && deps.worker === undefined) {
       proxy.admin = new AdminServer(
         config.admin.listen,
-        { source: proxy, registry: metrics.registry, logger: deps.logger, counters: metrics.adminConnections },
+        { source: proxy, registry: metrics.registry, logger: deps.logger, counters: metrics.adminConnections, auth },
         { maxConnections: config.admin.maxConnections },
       );
       await proxy.admin.start();

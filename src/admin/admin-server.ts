@@ -1,18 +1,23 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
 import type { Logger } from "pino";
 import { StartupError, StartupErrorCode } from "../errors.js";
 import { formatHostPort, type HostPort } from "../util/host-port.js";
+import { type AdminAuth, isLoopbackHost } from "./admin-auth.js";
 import { ConnectionCap } from "./connection-cap.js";
 import { type ConnectionsSource, listConnections, parseLimit } from "./connections.js";
 import { readiness, type ReadinessSource } from "./readiness.js";
 import { type AdminConnectionCounters, RefusalReport } from "./refusal-report.js";
 import { parseRequestTarget, type RequestTarget } from "./request-target.js";
 import { SliceScheduler } from "./slice-scheduler.js";
+import { DEFAULT_STATUS_LIMIT, type StatusSource, statusReport } from "./status.js";
+import { PAGE_HEADERS, STATUS_CSS, STATUS_JS, renderLoginPage, renderStatusPage } from "./status-page.js";
 
 /** Everything the admin endpoints read; KeepaliveProxy fits it as it is. */
-export interface AdminSource extends ReadinessSource, ConnectionsSource {}
+export interface AdminSource extends ReadinessSource, ConnectionsSource, StatusSource {}
 
 /** The metrics registry as the admin server uses it: prom-client's Registry fits it. */
 export interface MetricsText {
@@ -32,6 +37,10 @@ export interface AdminDeps {
    * listed in slices.
    */
   readonly listConnections?: (options: { readonly limit: number; readonly listener: string | undefined }) => AsyncGenerator<string, unknown>;
+  /** The /status.json body, in pieces, when the sessions live elsewhere (the supervisor merges its workers'). */
+  readonly listStatus?: (options: { readonly limit: number; readonly listener: string | undefined }) => AsyncGenerator<string, unknown>;
+  /** The token check (admin.auth.tokenFile); none: every endpoint is open. */
+  readonly auth?: AdminAuth | undefined;
 }
 
 /** The admin config beyond its address. */
@@ -62,6 +71,13 @@ function explain(error: NodeJS.ErrnoException): string {
 }
 
 const JSON_TYPE = "application/json; charset=utf-8";
+const gzipAsync = promisify(gzip);
+/**
+ * zlib level for /status.json and the page: the JSON repeats its field names
+ * per session, so even level 1 takes it to about a tenth, and costs a few ms
+ * per MB, on libuv's thread pool rather than the event loop.
+ */
+const GZIP_LEVEL = 1;
 
 type Handler = (target: RequestTarget, req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
 
@@ -140,6 +156,12 @@ export class AdminServer {
       ["/healthz", (_target, _req, res) => sendJson(res, 200, { status: "ok" })],
       ["/readyz", (_target, _req, res) => this.readyz(res)],
       ["/connections", (target, req, res) => this.connections(target, req, res)],
+      ["/status.json", (target, req, res) => this.status(target, req, res)],
+      ["/", (target, req, res) => this.page(target, req, res)],
+      ["/status.js", (_target, _req, res) => send(res, 200, "text/javascript; charset=utf-8", STATUS_JS, PAGE_HEADERS)],
+      ["/status.css", (_target, _req, res) => send(res, 200, "text/css; charset=utf-8", STATUS_CSS, PAGE_HEADERS)],
+      // Browsers ask for it unbidden; an empty answer keeps a 404 out of the page's console.
+      ["/favicon.ico", (_target, _req, res) => send(res, 204, "image/x-icon", "", PAGE_HEADERS)],
     ]);
     this.refusals = new RefusalReport(deps.counters, deps.logger, options.maxConnections, CAP_LOG_INTERVAL_MS);
     this.cap = new ConnectionCap(options.maxConnections, ADMIN_CAP_GRACE_MS, this.refusals);
@@ -166,7 +188,13 @@ export class AdminServer {
       this.server.listen({ host, port }, () => {
         this.server.off("error", onError);
         const address = this.server.address() as AddressInfo;
-        this.deps.logger.info({ address: address.address, port: address.port }, "admin listening");
+        this.deps.logger.info({ address: address.address, port: address.port, auth: this.deps.auth === undefined ? "none" : "token" }, "admin listening");
+        if (this.deps.auth === undefined && !isLoopbackHost(address.address)) {
+          this.deps.logger.warn(
+            { address: address.address, port: address.port },
+            "the admin server listens beyond loopback without a token: anyone who reaches it sees client addresses; set admin.auth.tokenFile (--admin-token-file)",
+          );
+        }
         resolve(address);
       });
     });
@@ -225,7 +253,7 @@ export class AdminServer {
     }
     const route = this.routes.get(target.pathname);
     if (route === undefined) {
-      sendJson(res, 404, { error: `no such endpoint ${target.pathname}; try /metrics, /healthz, /readyz or /connections` });
+      sendJson(res, 404, { error: `no such endpoint ${target.pathname}; try /, /status.json, /metrics, /healthz, /readyz or /connections` });
       return;
     }
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -233,7 +261,58 @@ export class AdminServer {
       sendJson(res, 405, { error: `${req.method ?? "this method"} is not allowed; use GET` });
       return;
     }
+    if (this.deps.auth?.protects(target.pathname) && !this.deps.auth.permits(req.headers.authorization)) {
+      this.unauthorized(target, req, res);
+      return;
+    }
     return route(target, req, res);
+  }
+
+  /**
+   * 401 with a Bearer challenge. The page answers with a small form instead
+   * of JSON: a browser cannot send the header on navigation, so the page's
+   * script asks for the token once and sends it with each /status.json.
+   */
+  private unauthorized(target: RequestTarget, req: IncomingMessage, res: ServerResponse): void {
+    const why = req.headers.authorization === undefined ? "this endpoint needs Authorization: Bearer <token>" : "the token is not the admin token";
+    const challenge = { "WWW-Authenticate": 'Bearer realm="keepalive-proxy"' };
+    if (target.pathname === "/") send(res, 401, "text/html; charset=utf-8", renderLoginPage(), { ...PAGE_HEADERS, ...challenge });
+    else send(res, 401, JSON_TYPE, `${JSON.stringify({ error: why })}\n`, challenge);
+  }
+
+  /** The status page: a full snapshot rendered on the server (readable without JavaScript), then kept live by its script. */
+  private async page(target: RequestTarget, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const options = statusOptions(target);
+    if (typeof options === "string") {
+      sendJson(res, 400, { error: options });
+      return;
+    }
+    if (req.method === "HEAD") {
+      send(res, 200, "text/html; charset=utf-8", "", PAGE_HEADERS);
+      return;
+    }
+    const text = await collect(this.statusPieces(options));
+    await sendMaybeGzipped(req, res, "text/html; charset=utf-8", renderStatusPage(JSON.parse(text)), PAGE_HEADERS);
+  }
+
+  private statusPieces(options: { readonly limit: number; readonly listener: string | undefined }): AsyncGenerator<string, unknown> {
+    return this.deps.listStatus?.(options) ?? statusReport(this.deps.source, options, this.slices);
+  }
+
+  /** /status.json: streamed like /connections. */
+  private async status(target: RequestTarget, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const options = statusOptions(target);
+    if (typeof options === "string") {
+      sendJson(res, 400, { error: options });
+      return;
+    }
+    // The page polls this every 2 s: compressed when the client takes gzip (a browser always does),
+    // which means collecting it first; it is bounded by `limit` all the same.
+    if (req.method === "GET" && acceptsGzip(req)) {
+      await sendMaybeGzipped(req, res, JSON_TYPE, await collect(this.statusPieces(options)), { "X-Content-Type-Options": "nosniff" });
+      return;
+    }
+    await this.stream(req, res, this.statusPieces(options), "status listed");
   }
 
   private async metrics(res: ServerResponse): Promise<void> {
@@ -258,7 +337,13 @@ export class AdminServer {
       return;
     }
     const listener = target.query.get("listener") ?? undefined;
-    res.writeHead(200, { "Content-Type": JSON_TYPE, "Cache-Control": "no-store" });
+    const pieces = this.deps.listConnections?.({ limit, listener }) ?? listConnections(this.deps.source, { limit, listener }, this.slices);
+    await this.stream(req, res, pieces, "connections listed");
+  }
+
+  /** Writes `pieces` as they come, waiting for a slow reader; stops when the client goes away. */
+  private async stream(req: IncomingMessage, res: ServerResponse, pieces: AsyncGenerator<string, unknown>, done: string): Promise<void> {
+    res.writeHead(200, { "Content-Type": JSON_TYPE, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff" });
     if (req.method === "HEAD") {
       res.end();
       return;
@@ -268,14 +353,13 @@ export class AdminServer {
       gone = true;
     });
     const started = performance.now();
-    const pieces = this.deps.listConnections?.({ limit, listener }) ?? listConnections(this.deps.source, { limit, listener }, this.slices);
     for (;;) {
       const piece = await pieces.next();
       // Abandoned, not closed: nothing in the listing holds a resource.
       if (gone) return;
       if (piece.done === true) {
         res.end();
-        this.deps.logger.debug({ summary: piece.value, limit, durationMs: Math.round(performance.now() - started) }, "connections listed");
+        this.deps.logger.debug({ summary: piece.value, durationMs: Math.round(performance.now() - started) }, done);
         return;
       }
       if (!res.write(piece.value)) await drainedOrClosed(res);
@@ -300,12 +384,50 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   send(res, status, JSON_TYPE, `${JSON.stringify(body)}\n`);
 }
 
-function send(res: ServerResponse, status: number, contentType: string, body: string): void {
+function send(res: ServerResponse, status: number, contentType: string, body: string, extra: Readonly<Record<string, string>> = {}): void {
   res.writeHead(status, {
     "Content-Type": contentType,
     "Content-Length": Buffer.byteLength(body),
     // Every answer is the state now; a cached one would be wrong.
     "Cache-Control": "no-store",
+    ...extra,
   });
   res.end(body);
+}
+
+/** The query of / and /status.json: `limit` (default DEFAULT_STATUS_LIMIT) and `listener`; or a message for a 400. */
+function statusOptions(target: RequestTarget): { readonly limit: number; readonly listener: string | undefined } | string {
+  const text = target.query.get("limit");
+  const limit = text === null ? DEFAULT_STATUS_LIMIT : parseLimit(text);
+  if (typeof limit === "string") return limit;
+  return { limit, listener: target.query.get("listener") ?? undefined };
+}
+
+function acceptsGzip(req: IncomingMessage): boolean {
+  return /\bgzip\b/i.test(req.headers["accept-encoding"] ?? "");
+}
+
+/** Sends `body`, gzipped (off the event loop) when the client accepts it. */
+async function sendMaybeGzipped(req: IncomingMessage, res: ServerResponse, contentType: string, body: string, extra: Readonly<Record<string, string>>): Promise<void> {
+  if (!acceptsGzip(req)) {
+    send(res, 200, contentType, body, { ...extra, Vary: "Accept-Encoding" });
+    return;
+  }
+  const zipped = await gzipAsync(body, { level: GZIP_LEVEL });
+  if (res.destroyed) return;
+  res.writeHead(200, {
+    "Content-Type": contentType,
+    "Content-Length": zipped.length,
+    "Content-Encoding": "gzip",
+    Vary: "Accept-Encoding",
+    "Cache-Control": "no-store",
+    ...extra,
+  });
+  res.end(zipped);
+}
+
+async function collect(pieces: AsyncGenerator<string, unknown>): Promise<string> {
+  const parts: string[] = [];
+  for (let p = await pieces.next(); p.done !== true; p = await pieces.next()) parts.push(p.value);
+  return parts.join("");
 }

@@ -1,3 +1,4 @@
+import type { SessionTls } from "../proxy/hooks.js";
 import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { KernelLegOptions, TcpInfo } from "../net/socket-options.js";
@@ -12,6 +13,8 @@ export interface SessionView {
   readonly startedAt: number;
   readonly client: Socket;
   readonly upstreamSocket: Socket | undefined;
+  /** What its TLS legs negotiated, when it has any. */
+  readonly tls?: SessionTls | undefined;
 }
 
 /** Reads a socket's options and TCP_INFO from the kernel: SocketOptions fits it. */
@@ -54,6 +57,8 @@ export interface ConnectionView {
   readonly bytesFromClient: number;
   readonly bytesFromUpstream: number;
   readonly legs: { readonly client: LegView; readonly upstream: LegView | null };
+  /** Present only on a session with TLS: the protocol negotiated and, under mutual TLS, the client certificate's subject. */
+  readonly tls?: { readonly protocol: string | undefined; readonly peerSubject: string | undefined };
 }
 
 /** The /connections body. */
@@ -203,6 +208,7 @@ function describe(session: SessionView, kernel: KernelReader, now: number): Conn
     bytesFromClient: session.client.bytesRead,
     bytesFromUpstream: session.upstreamSocket?.bytesRead ?? 0,
     legs: { client, upstream },
+    ...(session.tls === undefined ? {} : { tls: { protocol: session.tls.clientProtocol ?? session.tls.upstreamProtocol, peerSubject: session.tls.clientPeerSubject } }),
   };
 }
 

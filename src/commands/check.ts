@@ -7,6 +7,7 @@ import { expectedKernelOptions, type KernelLegOptions, SocketOptions } from "../
 import { UpstreamPool } from "../proxy/upstream/upstream-pool.js";
 import { formatHostPort } from "../util/host-port.js";
 import { ExitCode } from "./exit-codes.js";
+import { describeListenerTls, upstreamTlsReport } from "../tls/check-tls.js";
 
 export interface CheckOptions {
   /** Open one connection to each upstream and read its options back from the kernel. */
@@ -38,6 +39,12 @@ export async function checkConfig(config: Config, options: CheckOptions): Promis
       if (problems.length > 0) refused = true;
     }
   }
+  const tls = config.listeners.map((l) => describeListenerTls(l)).filter((t) => t.lines.length > 0);
+  if (tls.length > 0) {
+    options.print("");
+    options.print("# TLS (files read, keys matched to their certificates)");
+    for (const t of tls) for (const line of t.lines) options.print(line);
+  }
   if (options.connect) {
     options.print("");
     options.print("# upstream reachability (one connection each, options read back from the kernel)");
@@ -58,9 +65,11 @@ export async function checkConfig(config: Config, options: CheckOptions): Promis
           continue;
         }
         const got = socketOptions.read(outcome.socket);
+        const secured = settings.upstreamTls ? await upstreamTlsReport(outcome.socket, outcome.host, settings.upstreamTls, settings.upstream.connectTimeoutMs) : undefined;
         outcome.socket.destroy();
+        if (secured?.ok === false) unreachable = true;
         options.print(
-          `${listener.name} upstream ${name}: reachable at ${outcome.address} in ${Math.round(outcome.durationMs)}ms; kernel reports ${got ? describeKernelOptions(got) : "nothing (socket closed)"}`,
+          `${listener.name} upstream ${name}: reachable at ${outcome.address} in ${Math.round(outcome.durationMs)}ms; kernel reports ${got ? describeKernelOptions(got) : "nothing (socket closed)"}${secured ? `; ${secured.line}` : ""}`,
         );
       }
     }

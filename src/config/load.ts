@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { type Alias, type Document, LineCounter, parseDocument, visit } from "yaml";
 import { ConfigError, type ConfigProblem, formatPath } from "./errors.js";
 import { type Config, configSchema } from "./schema.js";
+import { tlsProblems } from "../tls/material.js";
 
 /** One value given on the command line or in the environment, with where it came from. */
 export interface Override {
@@ -35,6 +36,14 @@ export const LISTENER_FLAG_PATHS: Readonly<Record<string, readonly Path[]>> = {
   "connect-timeout": [["upstream", "connectTimeout"]],
   "idle-timeout": [["idleTimeout"]],
   "half-close-timeout": [["halfCloseTimeout"]],
+  "tls-cert": [["client", "tls", "cert"]],
+  "tls-key": [["client", "tls", "key"]],
+  "tls-client-ca": [["client", "tls", "clientCa"]],
+  "upstream-tls": [["upstream", "tls", "enabled"]],
+  "upstream-tls-ca": [["upstream", "tls", "ca"]],
+  "upstream-tls-server-name": [["upstream", "tls", "serverName"]],
+  "upstream-tls-cert": [["upstream", "tls", "cert"]],
+  "upstream-tls-key": [["upstream", "tls", "key"]],
 };
 
 /** Flags that set a process-wide field. */
@@ -42,6 +51,7 @@ export const GLOBAL_FLAG_PATHS: Readonly<Record<string, Path>> = {
   "log-level": ["log", "level"],
   "log-format": ["log", "format"],
   admin: ["admin", "listen"],
+  "admin-token-file": ["admin", "auth", "tokenFile"],
   "drain-timeout": ["shutdown", "drainTimeout"],
   workers: ["workers"],
 };
@@ -57,12 +67,21 @@ const FLAG_FORMS: Readonly<Record<string, "boolean" | "count" | "text">> = {
   "client-keepalive": "boolean",
   "upstream-keepalive": "boolean",
   nodelay: "boolean",
+  "upstream-tls": "boolean",
+  "tls-cert": "text",
+  "tls-key": "text",
+  "tls-client-ca": "text",
+  "upstream-tls-ca": "text",
+  "upstream-tls-server-name": "text",
+  "upstream-tls-cert": "text",
+  "upstream-tls-key": "text",
   "keepalive-count": "count",
   "client-keepalive-count": "count",
   "upstream-keepalive-count": "count",
   listen: "text",
   upstream: "text",
   admin: "text",
+  "admin-token-file": "text",
   name: "text",
 };
 
@@ -96,7 +115,12 @@ export function loadConfig({ file, document, overrides }: LoadOptions): Config {
   const coerced = coerceOverrides(overrides);
   const sources = applyOverrides(raw, coerced.values);
   const result = configSchema.safeParse(raw);
-  if (result.success && coerced.problems.length === 0) return result.data;
+  if (result.success && coerced.problems.length === 0) {
+    // Certificates, keys and CAs are read now, so a bad one is refused like any invalid config (startup, reload, check).
+    const tls = tlsProblems(result.data);
+    if (tls.length === 0) return result.data;
+    throw new ConfigError(tls, file);
+  }
   throw new ConfigError([...coerced.problems, ...(result.success ? [] : problemsFrom(result.error.issues, sources))], file);
 }
 

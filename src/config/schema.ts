@@ -142,6 +142,56 @@ function cidrList(description: string) {
     .describe(description);
 }
 
+/** A PEM file path (certificate, key or CA bundle); read at startup, on SIGHUP and by `check`. */
+function pemFile(description: string) {
+  return z.string().min(1, "give a file path").describe(description);
+}
+
+const TLS_VERSIONS = ["TLSv1.2", "TLSv1.3"] as const;
+
+/** TLS termination on the client leg: the proxy is the TLS server. */
+const clientTlsSchema = z
+  .strictObject({
+    cert: pemFile("PEM certificate the proxy presents to clients, its chain after it.").optional(),
+    key: pemFile("PEM private key of `cert`.").optional(),
+    certificates: z
+      .array(z.strictObject({ cert: pemFile("PEM certificate (chain after it)."), key: pemFile("PEM private key of `cert`.") }))
+      .min(1)
+      .optional()
+      .describe("Several certificates chosen by the client's SNI; the first is the default. Use instead of cert and key."),
+    clientCa: pemFile("PEM CA bundle: when set, clients must present a certificate signed by it (mutual TLS).").optional(),
+    minVersion: z.enum(TLS_VERSIONS).default("TLSv1.2").describe("Oldest TLS version accepted from clients."),
+    handshakeTimeout: duration(
+      "Reset a client whose TLS handshake has not finished within this (reason client_tls_handshake_timeout). 0 = off: wait as long as the client stays connected.",
+    ).prefault("10s"),
+  })
+  .superRefine((tls, ctx) => {
+    const single = tls.cert !== undefined || tls.key !== undefined;
+    if (single === (tls.certificates !== undefined)) {
+      ctx.addIssue({ code: "custom", path: ["cert"], message: "give either cert and key, or certificates (a list of {cert, key}), not both and not neither" });
+    } else if (single && (tls.cert === undefined || tls.key === undefined)) {
+      ctx.addIssue({ code: "custom", path: [tls.cert === undefined ? "cert" : "key"], message: "cert and key go together: give both" });
+    }
+  })
+  .describe("TLS termination on the client leg (the proxy is the TLS server); absent = plaintext.");
+
+/** TLS origination on the upstream leg: the proxy is the TLS client. */
+const upstreamTlsSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe("Speak TLS to the upstream."),
+    ca: pemFile("PEM CA bundle the upstream's certificate must chain to. Default: the system's trusted CAs.").optional(),
+    serverName: z.string().min(1).optional().describe("SNI and the name verified in the upstream's certificate. Default: the upstream's host name."),
+    cert: pemFile("PEM client certificate for mutual TLS to the upstream.").optional(),
+    key: pemFile("PEM private key of `cert`.").optional(),
+    verify: z.boolean().default(true).describe("Verify the upstream's certificate and name. false is insecure: warned at startup and by check."),
+  })
+  .superRefine((tls, ctx) => {
+    if ((tls.cert === undefined) !== (tls.key === undefined)) {
+      ctx.addIssue({ code: "custom", path: [tls.cert === undefined ? "cert" : "key"], message: "cert and key go together: give both" });
+    }
+  })
+  .describe("TLS origination on the upstream leg (the proxy is the TLS client).");
+
 const upstreamSchema = legSchema
   .extend({
     address: address("Upstream HOST:PORT. A host name is resolved for every new connection and each of its addresses is a candidate.", false).optional(),
@@ -174,6 +224,7 @@ const upstreamSchema = legSchema
           : undefined,
     ).prefault("10s"),
     proxyProtocol: z.enum(["off", "v1", "v2"]).default("off").describe("Send a PROXY protocol header to the upstream so it sees the client's address."),
+    tls: upstreamTlsSchema.optional(),
   })
   .superRefine((upstream, ctx) => {
     if ((upstream.address === undefined) === (upstream.addresses === undefined)) {
@@ -207,6 +258,7 @@ const clientSchema = legSchema.extend({
     })
     .prefault({})
     .describe("PROXY protocol from a load balancer in front."),
+  tls: clientTlsSchema.optional(),
 });
 
 export const listenerSchema = z.strictObject({
@@ -233,6 +285,10 @@ export const listenerSchema = z.strictObject({
 })
   .superRefine((listener, ctx) => {
     const pp = listener.client.proxyProtocol;
+    if (pp.accept !== "off" && listener.client.tls !== undefined) {
+      // The header comes before the TLS ClientHello; reading it first is not built yet.
+      ctx.addIssue({ code: "custom", path: ["client", "tls"], message: "client.tls together with client.proxyProtocol.accept is not supported yet; terminate TLS on the load balancer, or turn one of them off" });
+    }
     if (pp.accept !== "off" && pp.trustedSources.length === 0) {
       ctx.addIssue({ code: "custom", path: ["client", "proxyProtocol", "trustedSources"], message: "list the load balancers' CIDRs: a PROXY header is accepted only from trusted sources" });
     }
@@ -247,11 +303,16 @@ export const configSchema = z
       .strictObject({
         level: z.enum(LOG_LEVELS).default("info").describe("Minimum level logged."),
         format: z.enum(["json", "pretty"]).default("json").describe("json: one JSON object per line; pretty: for humans (pino-pretty)."),
+        sessionOpened: z.boolean().default(false).describe("Write a `session opened` info line when a session's upstream is connected."),
+        progressInterval: duration(
+          "Write a `session progress` info line for every session older than this, once per this interval, with bytes each way so far and both legs' TCP_INFO. 0 (the default) = off.",
+          (ms) => (ms > 0 && ms < 1000 ? `log.progressInterval must be 0 (off) or at least 1s; got ${ms}ms` : undefined),
+        ).prefault(0),
       })
       .prefault({}),
     admin: z
       .strictObject({
-        listen: address("HOST:PORT of the admin HTTP server (/metrics, /healthz, /readyz, /connections).", true)
+        listen: address("HOST:PORT of the admin HTTP server (/, /status.json, /metrics, /healthz, /readyz, /connections).", true)
           .nullable()
           .prefault("127.0.0.1:9464"),
         maxConnections: z
@@ -261,6 +322,20 @@ export const configSchema = z
           .max(MAX_ADMIN_CONNECTIONS)
           .default(64)
           .describe("Admin connections open at once; beyond it an idle one gives way or the new one is reset, and counted. At least 1 (there is no unlimited)."),
+        auth: z
+          .strictObject({
+            tokenFile: z
+              .string()
+              .min(1, "admin.auth.tokenFile must name a file")
+              .nullable()
+              .default(null)
+              .describe(
+                "File holding the admin token (surrounding whitespace ignored). When set, /, /status.json, /connections and /metrics require `Authorization: Bearer <token>`; /healthz and /readyz stay open. null (the default): no token.",
+              ),
+            metricsOpen: z.boolean().default(false).describe("Leave /metrics open even with a token, for scrapers that cannot send one."),
+          })
+          .prefault({})
+          .describe("Access control for the admin server."),
       })
       .prefault({})
       .describe("Admin HTTP server; loopback only by default. Set listen to null to turn it off."),
@@ -299,3 +374,5 @@ export type Config = z.output<typeof configSchema>;
 export type ListenerConfig = z.output<typeof listenerSchema>;
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
 export type KeepaliveConfig = z.output<typeof keepaliveSchema>;
+export type ClientTlsConfig = z.output<typeof clientTlsSchema>;
+export type UpstreamTlsConfig = z.output<typeof upstreamTlsSchema>;

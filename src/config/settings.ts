@@ -3,8 +3,14 @@ import { AccessList } from "../proxy/admission/access-list.js";
 import type { ListenerSettings } from "../proxy/listener.js";
 import type { HostPort } from "../util/host-port.js";
 import type { KeepaliveConfig, ListenerConfig, UpstreamConfig } from "./schema.js";
+import { loadClientTls, loadUpstreamTls } from "../tls/material.js";
 
-/** Turns one validated listener config into the settings its sessions use. */
+/**
+ * Turns one validated listener config into the settings its sessions use.
+ * TLS certificates, keys and CAs are read here, so every start and reload
+ * (in every worker) serves the files as they are now; loadConfig has already
+ * refused ones that cannot be used.
+ */
 export function listenerSettings(config: ListenerConfig): ListenerSettings {
   const pp = config.client.proxyProtocol;
   return {
@@ -29,6 +35,8 @@ export function listenerSettings(config: ListenerConfig): ListenerSettings {
       pp.accept === "off" ? undefined : { accept: pp.accept, trusted: AccessList.from(pp.trustedSources, []), headerTimeoutMs: pp.headerTimeout },
     client: legOptions(config.client.keepalive, config.client.noDelay),
     upstreamLeg: legOptions(config.upstream.keepalive, config.upstream.noDelay),
+    clientTls: config.client.tls ? loadClientTls(config.client.tls, `listeners.${config.name}.client.tls`) : undefined,
+    upstreamTls: config.upstream.tls?.enabled ? loadUpstreamTls(config.upstream.tls, `listeners.${config.name}.upstream.tls`) : undefined,
   };
 }
 

@@ -16,6 +16,7 @@ export function restartNeededFor(current: Config, next: Config): string[] {
   const needed: string[] = [];
   if (JSON.stringify(current.admin.listen) !== JSON.stringify(next.admin.listen)) needed.push("admin.listen");
   if (current.admin.maxConnections !== next.admin.maxConnections) needed.push("admin.maxConnections");
+  if (JSON.stringify(current.admin.auth) !== JSON.stringify(next.admin.auth)) needed.push("admin.auth");
   if (current.log.format !== next.log.format) needed.push("log.format");
   if (current.workers !== next.workers) needed.push("workers");
   return needed;

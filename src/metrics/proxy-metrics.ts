@@ -5,6 +5,7 @@ import type { ConnectResult, ProxyHooks, SessionSummary } from "../proxy/hooks.j
 import { type AdminConnectionMetrics, registerAdminMetrics } from "./admin-metrics.js";
 import { type BuildInfo, readBuildInfo } from "./build-info.js";
 import { type Families, registerFamilies } from "./families.js";
+import { registerTlsMetrics } from "./tls-metrics.js";
 import { ALL_ACCEPT_ERRNOS, ALL_CLOSE_LABELS, ALL_CONNECT_RESULTS, ALL_DIRECTIONS, ALL_RELOAD_RESULTS, Direction } from "./label-sets.js";
 
 export { METRIC_PREFIX } from "./families.js";
@@ -112,6 +113,7 @@ export class ProxyMetrics {
         this.families.acceptErrors.inc({ listener, errno });
       },
       socketOptionFailed: (listener, side, option) => this.families.optionFailures.inc({ listener, side, option }),
+      ...registerTlsMetrics(this.registry),
     };
   }
 

@@ -1,5 +1,6 @@
 import type { Server, Socket } from "node:net";
 import { constants as osConstants } from "node:os";
+import { TLSSocket } from "node:tls";
 import type { Libc } from "./libc.js";
 
 /** What one leg (client or upstream) of every session is given. */
@@ -133,7 +134,8 @@ export class SocketOptions {
       socket.destroy();
       return;
     }
-    if (socket.writableEnded) {
+    // A TLS socket's handle is not a TCP handle, so resetAndDestroy refuses it; the linger way works on its fd.
+    if (socket.writableEnded || socket instanceof TLSSocket) {
       const fd = fdOf(socket);
       if (fd !== undefined) this.libc.setLinger(fd, 0);
       socket.destroy();

@@ -16,6 +16,8 @@ import { encodeProxyHeader, type Endpoint, type ProxyProtocolVersion } from "./a
 import { formatAddress, Session, type SessionOwner } from "./session/session.js";
 import type { ConnectOutcome } from "./upstream/upstream-connector.js";
 import { UpstreamPool, type UpstreamPolicy } from "./upstream/upstream-pool.js";
+import type { ClientTlsSettings, UpstreamTlsSettings } from "../tls/material.js";
+import { ClientTlsGate } from "../tls/listener-tls.js";
 
 /** Everything one listener needs; a reload swaps it for new sessions only. */
 export interface ListenerSettings {
@@ -37,6 +39,10 @@ export interface ListenerSettings {
     | undefined;
   readonly client: LegOptions;
   readonly upstreamLeg: LegOptions;
+  /** TLS termination on the client leg; undefined = plaintext. */
+  readonly clientTls?: ClientTlsSettings | undefined;
+  /** TLS origination on the upstream leg; undefined = plaintext. */
+  readonly upstreamTls?: UpstreamTlsSettings | undefined;
 }
 
 /** What a listener shares with the rest of the proxy. */
@@ -89,6 +95,8 @@ export class ProxyListener implements SessionOwner {
   private readonly deniedLog = new LogThrottle(DENIED_LOG_INTERVAL_MS);
   private readonly resourcesLog = new LogThrottle(RESOURCES_LOG_INTERVAL_MS);
   private readonly optionLog = new LogThrottle(OPTION_LOG_INTERVAL_MS);
+  /** TLS on either leg (src/tls): the client's handshake before any upstream connect, the upstream's after it. */
+  private readonly tls = new ClientTlsGate();
   private readonly prepareUpstream = (socket: Socket): void => {
     const failures = this.deps.socketOptions.apply(socket, this.settings.upstreamLeg);
     if (failures.length > 0) this.optionsRefused("upstream", failures);
@@ -103,6 +111,7 @@ export class ProxyListener implements SessionOwner {
     this.pool = new UpstreamPool(settings.upstream);
     this.budget = budget ?? deps.makeBudget(settings.name, settings.maxConnections);
     this.budget.max = settings.maxConnections;
+    this.reportTls(settings);
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     // Errors while binding are start()'s to report (one line); later ones are accept errors.
     this.server.on("error", (error: NodeJS.ErrnoException) => {
@@ -179,6 +188,13 @@ export class ProxyListener implements SessionOwner {
     this.applyClientOptions(settings.client);
     this.budget.max = settings.maxConnections;
     this.settings = settings;
+    this.reportTls(settings);
+  }
+
+  /** Tells the metrics when the certificates this listener now serves expire. */
+  private reportTls(settings: ListenerSettings): void {
+    if (settings.clientTls) this.deps.hooks.tlsCertificate?.(settings.name, "client", settings.clientTls.expiresAt);
+    if (settings.upstreamTls?.expiresAt !== undefined) this.deps.hooks.tlsCertificate?.(settings.name, "upstream", settings.upstreamTls.expiresAt);
   }
 
   /**
@@ -250,8 +266,9 @@ export class ProxyListener implements SessionOwner {
     for (const session of this.sessions) session.abort(reason);
   }
 
-  private accept(client: Socket): void {
+  private accept(raw: Socket): void {
     const settings = this.settings;
+    const client = settings.clientTls ? this.tls.wrap(raw, settings.clientTls) : raw;
     const session = new Session(
       this.deps.nextSessionId(),
       client,
@@ -262,6 +279,7 @@ export class ProxyListener implements SessionOwner {
     );
     this.sessions.add(session);
     this.deps.hooks.clientAccepted?.(settings.name);
+    if (settings.clientTls) this.tls.watch(session, settings.name, settings.clientTls, this.deps.hooks);
     // A client that reset between the handshake and this callback has no
     // address left: nothing can be judged about it, and it is simply gone.
     const remote = client.remoteAddress;
@@ -352,15 +370,25 @@ export class ProxyListener implements SessionOwner {
    */
   private async connect(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined): Promise<void> {
     const client = session.client;
+    // A client whose TLS handshake fails never causes an upstream connect.
+    if (settings.clientTls && !(await this.tls.handshaken(session))) return;
     session.watchWhileConnecting();
     const outcome = await this.pool.connect({
       signal: session.signal,
       prepare: this.prepareUpstream,
       onAttempt: (result, durationMs, errno, address) => this.attempted(settings.name, result, durationMs, errno, address),
     });
+    if (outcome.ok && settings.upstreamTls) {
+      // A PROXY header goes in cleartext before the ClientHello, as HAProxy's `send-proxy` with `ssl` sends it.
+      if (settings.sendProxyProtocol) outcome.socket.write(encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))));
+      const secured = await this.tls.originate(session, settings, outcome, this.deps.hooks);
+      if (secured !== undefined) session.attachUpstream(secured, outcome.address);
+      return;
+    }
     if (outcome.ok) {
       const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
       session.attachUpstream(outcome.socket, outcome.address, header);
+      if (session.open) this.deps.hooks.sessionOpened?.(session);
       return;
     }
     this.connectFailed(session, outcome);

@@ -25,6 +25,7 @@ export type ToWorker =
   | { readonly t: "abort-all" }
   | { readonly t: "metrics"; readonly id: number }
   | { readonly t: "connections"; readonly id: number; readonly limit: number; readonly listener: string | undefined }
+  | { readonly t: "status"; readonly id: number; readonly limit: number; readonly listener: string | undefined }
   | { readonly t: "slots.grant"; readonly key: string; readonly n: number }
   | { readonly t: "slots.revoke"; readonly key: string; readonly id: number };
 
@@ -41,5 +42,6 @@ export type FromWorker =
   | { readonly t: "drained"; readonly drained: number; readonly reset: number }
   | { readonly t: "metrics"; readonly id: number; readonly metrics: MetricObjectWithValues<MetricValue<string>>[] }
   | { readonly t: "connections"; readonly id: number; readonly json: string }
+  | { readonly t: "status"; readonly id: number; readonly json: string }
   | { readonly t: "slots.need"; readonly key: string }
   | { readonly t: "slots.return"; readonly key: string; readonly n: number; readonly revokeId?: number };

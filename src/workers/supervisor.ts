@@ -13,6 +13,9 @@ import { ProxyMetrics } from "../metrics/proxy-metrics.js";
 import type { ReloadResult } from "../proxy/hooks.js";
 import { formatHostPort } from "../util/host-port.js";
 import { mergeConnectionListings } from "./merge-connections.js";
+import { mergeStatusReports } from "./merge-status.js";
+import { adminAuth } from "../admin/admin-auth.js";
+import type { StatusSnapshot } from "../admin/status.js";
 import type { FromWorker, ToWorker } from "./protocol.js";
 import { SlotLeases, slotLimits } from "./slot-leases.js";
 import { WorkerLink } from "./worker-link.js";
@@ -129,6 +132,8 @@ export class Supervisor implements Reloadable {
 
   /** Starts every worker; rejects (with every worker stopped) when any cannot start. */
   async start(): Promise<void> {
+    // Read before any worker starts: a bad token file stops the start with nothing half-done.
+    const auth = this.config.admin.listen === null ? undefined : adminAuth(this.config);
     await this.reservePorts(this.config);
     this.leases.setLimits(slotLimits(this.config, this.deps.workers));
     const results = await Promise.all(Array.from({ length: this.deps.workers }, (_, i) => this.startWorker(i + 1)));
@@ -149,6 +154,8 @@ export class Supervisor implements Reloadable {
           logger: this.deps.logger,
           counters: this.metrics.adminConnections,
           listConnections: (options) => this.mergedConnections(options),
+          listStatus: (options) => this.mergedStatus(options),
+          auth,
         },
         { maxConnections: this.config.admin.maxConnections },
       );
@@ -320,6 +327,26 @@ export class Supervisor implements Reloadable {
     const merged = mergeConnectionListings(listings, options.limit);
     yield `${JSON.stringify(merged)}\n`;
     return { total: merged.total, returned: merged.returned };
+  }
+
+  /** The supervisor's own status holds nothing: /status.json comes from the workers (see mergedStatus). */
+  statusSnapshot(): StatusSnapshot {
+    return { draining: this.draining, listeners: [], closed: [] };
+  }
+
+  /** Every worker's /status.json, merged: listeners summed by name, sessions and closed sessions tagged with their worker. */
+  private async *mergedStatus(options: { readonly limit: number; readonly listener: string | undefined }): AsyncGenerator<string, unknown> {
+    const links = [...this.links.values()];
+    const answers = await Promise.all(
+      links.map((l) => l.request((id) => ({ t: "status", id, limit: options.limit, listener: options.listener }), "status", WORKER_QUERY_MS)),
+    );
+    const reports = links.flatMap((l, i) => {
+      const json = answers[i]?.json;
+      return json === undefined ? [] : [{ worker: l.slot, json }];
+    });
+    const merged = mergeStatusReports(reports, options.limit, this.draining);
+    yield `${JSON.stringify(merged)}\n`;
+    return { total: merged.sessions.total, returned: merged.sessions.returned };
   }
 
   /** Holds a port for every port-0 listener of `config` that has none yet. */

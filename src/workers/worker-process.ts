@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { listConnections } from "../admin/connections.js";
 import { SLICE_BUDGET_MS, SLICE_REST_FACTOR } from "../admin/admin-server.js";
 import { SliceScheduler } from "../admin/slice-scheduler.js";
+import { statusReport } from "../admin/status.js";
 import { StartupError } from "../errors.js";
 import { createLogger, flushLogger } from "../log/logger.js";
 import { type KeepaliveProxy, startProxy, type WorkerContext } from "../main.js";
@@ -105,6 +106,14 @@ async function connections(id: number, limit: number, listener: string | undefin
   send({ t: "connections", id, json: pieces.join("") });
 }
 
+async function status(id: number, limit: number, listener: string | undefined): Promise<void> {
+  if (proxy === undefined) return;
+  const pieces: string[] = [];
+  const report = statusReport(proxy, { limit, listener }, slices);
+  for (let piece = await report.next(); piece.done !== true; piece = await report.next()) pieces.push(piece.value);
+  send({ t: "status", id, json: pieces.join("") });
+}
+
 // The same slices as the admin server's own listing: a worker's forwarding stalls no longer than a single process's.
 const slices = new SliceScheduler(SLICE_BUDGET_MS, SLICE_REST_FACTOR);
 
@@ -129,6 +138,9 @@ function handle(message: ToWorker): void {
       return;
     case "connections":
       void connections(message.id, message.limit, message.listener);
+      return;
+    case "status":
+      void status(message.id, message.limit, message.listener);
       return;
     case "slots.grant":
       budgets.get(message.key)?.granted(message.n);

@@ -36,7 +36,7 @@ describe("admin server", () => {
   it("answers 404 for other paths and 405 for methods other than GET and HEAD", async () => {
     const upstream = await startServer();
     const p = await startAdminProxy({ upstream: `127.0.0.1:${upstream.port}` });
-    expect((await p.get("/")).status).toBe(404);
+    expect((await p.get("/nope")).status).toBe(404);
     expect((await p.get("/metrics/extra")).status).toBe(404);
     expect((await p.get("/readyz?x=1")).status).toBe(200);
     const post = await httpGet(p.admin, "/metrics", { method: "POST" });

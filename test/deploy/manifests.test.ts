@@ -163,6 +163,25 @@ describe("Kubernetes manifests", () => {
     expect(service.metadata?.name).toBe("keepalive-proxy");
   });
 
+  it("protects the admin server with a token from a Secret that the pods mount and the ServiceMonitor sends", () => {
+    const config = embeddedConfig();
+    if (!config.success) throw config.error;
+    const tokenFile = config.data.admin.auth.tokenFile;
+    expect(tokenFile, "admin.auth.tokenFile in the ConfigMap").toEqual(expect.stringMatching(/^\//));
+    const deployment = only<IDeployment>("Deployment");
+    const container = proxyContainer(deployment);
+    const mount = container.volumeMounts?.find((m) => tokenFile?.startsWith(`${m.mountPath}/`));
+    expect(mount, "a mount holding the token file").toBeDefined();
+    const volume = deployment.spec?.template.spec?.volumes?.find((v) => v.name === mount?.name);
+    const secretName = volume?.secret?.secretName;
+    expect(secretName, "the token's volume is a Secret").toBeDefined();
+    const key = tokenFile?.slice((mount?.mountPath.length ?? 0) + 1);
+    const endpoint = only<IServiceMonitor>("ServiceMonitor").spec.endpoints?.[0];
+    expect(endpoint?.authorization).toEqual({ type: "Bearer", credentials: { name: secretName, key } });
+    // The probes need no token: /healthz and /readyz stay open.
+    expect([container.livenessProbe?.httpGet?.path, container.readinessProbe?.httpGet?.path]).toEqual(["/healthz", "/readyz"]);
+  });
+
   it("runs the pod as the image's non-root user, read-only, without service-link variables", () => {
     const deployment = only<IDeployment>("Deployment");
     const pod = deployment.spec?.template.spec;

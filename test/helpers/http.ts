@@ -15,10 +15,14 @@ export interface HttpResponse {
 }
 
 /** GETs `path` and resolves with the whole response; rejects on a connection error or after `timeoutMs`. */
-export function httpGet(target: HttpTarget, path: string, { method = "GET", timeoutMs = 5_000 } = {}): Promise<HttpResponse> {
+export function httpGet(
+  target: HttpTarget,
+  path: string,
+  { method = "GET", timeoutMs = 5_000, headers = {} }: { method?: string; timeoutMs?: number; headers?: Record<string, string> } = {},
+): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
     const where = "socketPath" in target ? { socketPath: target.socketPath } : { host: target.host ?? "127.0.0.1", port: target.port };
-    const req = request({ ...where, path, method, agent: false, timeout: timeoutMs, headers: { connection: "close" } }, (res) => {
+    const req = request({ ...where, path, method, agent: false, timeout: timeoutMs, headers: { ...headers, connection: "close" } }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (s: string) => {

@@ -57,10 +57,10 @@ export class PeerProcess {
     return this.events.waitFor(pred, timeoutMs, what, from);
   }
 
-  /** Listens on host:port (0 = any) and resolves with the bound port. */
-  async listen(host: string, port = 0): Promise<number> {
+  /** Listens on host:port (0 = any) and resolves with the bound port; with `tls` (PEM files) as a TLS server. */
+  async listen(host: string, port = 0, tls?: { cert: string; key: string }): Promise<number> {
     const from = this.events.items.length;
-    this.command({ cmd: "listen", host, port });
+    this.command({ cmd: "listen", host, port, ...(tls ? { tls } : {}) });
     const e = await this.waitFor(
       (x) => x.ev === "listening" || x.ev === "server-error",
       5_000,
@@ -72,9 +72,9 @@ export class PeerProcess {
   }
 
   /** Opens a connection to host:port and returns its handle at once (not waiting for `connected`). */
-  connect(host: string, port: number): PeerConnection {
+  connect(host: string, port: number, tls?: { ca: string; servername: string }): PeerConnection {
     const id = `c${++this.#connects}`;
-    this.command({ cmd: "connect", conn: id, host, port });
+    this.command({ cmd: "connect", conn: id, host, port, ...(tls ? { tls } : {}) });
     return new PeerConnection(this, id);
   }
 

@@ -5,8 +5,9 @@
 // another namespace. Plain JS so it runs with no build or loader.
 //
 // Commands ({"cmd": ...}):
-//   listen  {host, port}            -> listening {port}; then accepted {conn:"aN"} per client
-//   connect {conn, host, port}      -> connected {conn}
+//   listen  {host, port, tls?}      -> listening {port}; then accepted {conn:"aN"} per client
+//                                      (tls {cert, key}: a TLS server; accepted once its handshake is done)
+//   connect {conn, host, port, tls?} -> connected {conn} (tls {ca, servername}: once the TLS handshake is done)
 //   send    {conn, bytes | text}    -> sent {conn, bytes, total, sha256} once flushed to the kernel
 //   stream  {conn, chunk?}          -> writes without end (as fast as the socket takes it)
 //   stop-stream {conn}
@@ -18,7 +19,9 @@
 // The process exits when stdin closes, so it never outlives the test.
 
 import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import net from "node:net";
+import tls from "node:tls";
 import readline from "node:readline";
 
 /** @type {Map<string, {socket: net.Socket, received: number, hash: import('node:crypto').Hash, sent: number, sentHash: import('node:crypto').Hash, streaming: boolean}>} */
@@ -91,8 +94,9 @@ function stream(id, chunkSize) {
 }
 
 const handlers = {
-  listen({ host, port = 0 }) {
-    const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+  listen({ host, port = 0, tls: tlsFiles }) {
+    const options = { allowHalfOpen: true };
+    const onConnection = (socket) => {
       const id = `a${++accepted}`;
       track(id, socket);
       emit("accepted", {
@@ -100,15 +104,20 @@ const handlers = {
         local: `${socket.localAddress}:${socket.localPort}`,
         remote: `${socket.remoteAddress}:${socket.remotePort}`,
       });
-    });
+    };
+    const server = tlsFiles
+      ? tls.createServer({ ...options, cert: readFileSync(tlsFiles.cert), key: readFileSync(tlsFiles.key) }, onConnection)
+      : net.createServer(options, onConnection);
     server.on("error", (err) => emit("server-error", { code: err.code ?? null, message: err.message }));
     server.listen(port, host, () => emit("listening", { port: server.address().port }));
   },
-  connect({ conn: id, host, port }) {
+  connect({ conn: id, host, port, tls: tlsOptions }) {
     if (conns.has(id)) throw new Error(`connection ${id} exists`);
-    const socket = net.connect({ host, port, allowHalfOpen: true });
+    const socket = tlsOptions
+      ? tls.connect({ host, port, allowHalfOpen: true, ca: readFileSync(tlsOptions.ca), servername: tlsOptions.servername })
+      : net.connect({ host, port, allowHalfOpen: true });
     track(id, socket);
-    socket.on("connect", () => emit("connected", { conn: id, local: `${socket.localAddress}:${socket.localPort}` }));
+    socket.on(tlsOptions ? "secureConnect" : "connect", () => emit("connected", { conn: id, local: `${socket.localAddress}:${socket.localPort}` }));
   },
   send({ conn: id, bytes, text }) {
     const st = conn(id);

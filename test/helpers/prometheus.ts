@@ -22,6 +22,8 @@ export interface PrometheusOptions {
   readonly interval?: string;
   /** Rule files to load (absolute paths). */
   readonly ruleFiles?: readonly string[];
+  /** A file holding the admin token: scrapes send `Authorization: Bearer <its content>`. */
+  readonly credentialsFile?: string;
 }
 
 /** One series of an instant query's answer. */
@@ -62,7 +64,13 @@ export class PrometheusProcess {
     const config = {
       global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval },
       rule_files: [...(options.ruleFiles ?? [])],
-      scrape_configs: [{ job_name: "keepalive-proxy", static_configs: [{ targets: [...options.targets] }] }],
+      scrape_configs: [
+        {
+          job_name: "keepalive-proxy",
+          static_configs: [{ targets: [...options.targets] }],
+          ...(options.credentialsFile === undefined ? {} : { authorization: { type: "Bearer", credentials_file: options.credentialsFile } }),
+        },
+      ],
     };
     const configFile = join(dir, "prometheus.yml");
     writeFileSync(configFile, stringify(config));

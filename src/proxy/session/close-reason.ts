@@ -36,6 +36,12 @@ export const CloseReason = {
   ClientProxyHeaderTimeout: "client_proxy_header_timeout",
   /** A client connected to a PROXY-protocol listener from a source not in its trusted list. */
   ClientProxyUntrusted: "client_proxy_untrusted",
+  /** The client's TLS handshake failed (no shared cipher or version, no or an untrusted client certificate); the errno field holds the TLS error code. No upstream was connected. */
+  ClientTlsHandshakeFailed: "client_tls_handshake_failed",
+  /** The client did not finish its TLS handshake within the listener's client.tls.handshakeTimeout. No upstream was connected. */
+  ClientTlsHandshakeTimeout: "client_tls_handshake_timeout",
+  /** The TLS handshake with the upstream failed (verification, name, protocol) or did not finish within the connect timeout; the errno field holds the TLS error code. */
+  UpstreamTlsHandshakeFailed: "upstream_tls_handshake_failed",
   /** The listener's or the process's connection limit was reached when the client connected. */
   ProxyConnectionLimit: "proxy_connection_limit",
   /** The session reached the listener's maximum session duration. */

@@ -2,7 +2,7 @@ import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import { CloseReason, type Leg, isCleanClose, reasonForSocketError, sideOf } from "./close-reason.js";
 import { formatHostPort, unmapIPv4 } from "../../util/host-port.js";
-import type { SessionSummary } from "../hooks.js";
+import type { SessionSummary, SessionTls } from "../hooks.js";
 
 /** The settings a session needs from its listener, fixed when it is accepted. */
 export interface SessionSettings {
@@ -95,6 +95,8 @@ export class Session {
   clientAddress: string;
   /** Connection-limit slots this session holds, released by its owner at close. */
   slots = 0;
+  /** What its TLS legs negotiated (set by src/tls), reported in the `session closed` line. */
+  tls: SessionTls | undefined;
   private maxDurationTimer: NodeJS.Timeout | undefined;
   private upstream: Socket | undefined;
   private upstreamAddress: string | undefined;
@@ -357,6 +359,7 @@ export class Session {
       bytesFromClient: this.client.bytesRead,
       bytesFromUpstream: this.upstream?.bytesRead ?? 0,
       durationMs: Date.now() - this.startedAt,
+      tls: this.tls,
     });
   }
 }

@@ -9,7 +9,7 @@ import type { ConnectResult } from "../hooks.js";
  * ENOMEM), which says nothing about the upstream.
  */
 export type ConnectOutcome =
-  | { readonly ok: true; readonly socket: Socket; readonly address: string; readonly durationMs: number }
+  | { readonly ok: true; readonly socket: Socket; readonly address: string; readonly durationMs: number; readonly host?: string }
   | {
       readonly ok: false;
       readonly result: Exclude<ConnectResult, "ok"> | "local";

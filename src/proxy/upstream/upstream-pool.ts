@@ -39,6 +39,8 @@ interface Health {
 }
 
 interface Candidate {
+  /** The configured host name (or IP) it was resolved from: TLS's default SNI. */
+  readonly host: string;
   readonly ip: string;
   readonly port: number;
   readonly key: string;
@@ -71,7 +73,7 @@ export class UpstreamPool {
     readonly policy: UpstreamPolicy,
     private readonly now: () => number = Date.now,
   ) {
-    this.literal = policy.targets.every((t) => isIP(t.host) !== 0) ? policy.targets.map((t) => candidateOf(t.host, t.port)) : undefined;
+    this.literal = policy.targets.every((t) => isIP(t.host) !== 0) ? policy.targets.map((t) => candidateOf(t.host, t.host, t.port)) : undefined;
   }
 
   /**
@@ -113,7 +115,7 @@ export class UpstreamPool {
       if (last.ok) {
         this.recordSuccess(candidate.key);
         onAttempt("ok", last.durationMs, undefined, last.address);
-        return last;
+        return { ...last, host: candidate.host };
       }
       if (last.result === "local") return last;
       onAttempt(last.result, last.durationMs, last.errno, last.address);
@@ -163,6 +165,11 @@ export class UpstreamPool {
     return [...up, ...down];
   }
 
+  /** Every address with a health record (a recent failure or a cool-down), for the status page. */
+  healthRecords(): Iterable<readonly [string, { readonly failures: number; readonly downUntil: number }]> {
+    return this.health.entries();
+  }
+
   /** Whether an address is being skipped now (for tests and /connections). */
   inCooldown(key: string): boolean {
     return (this.health.get(key)?.downUntil ?? 0) > this.now();
@@ -194,15 +201,16 @@ export class UpstreamPool {
   }
 }
 
-function candidateOf(ip: string, port: number): Candidate {
-  return { ip, port, key: formatHostPort({ host: ip, port }) };
+/** One address of a target: `host` is the name it was resolved from (TLS's default SNI). */
+function candidateOf(host: string, ip: string, port: number): Candidate {
+  return { host, ip, port, key: formatHostPort({ host: ip, port }) };
 }
 
 async function resolveAll(target: HostPort): Promise<Candidate[] | { errno: string }> {
-  if (isIP(target.host) !== 0) return [candidateOf(target.host, target.port)];
+  if (isIP(target.host) !== 0) return [candidateOf(target.host, target.host, target.port)];
   try {
     const addresses = await lookup(target.host, { all: true });
-    return addresses.map((a) => candidateOf(a.address, target.port));
+    return addresses.map((a) => candidateOf(target.host, a.address, target.port));
   } catch (error) {
     return { errno: (error as NodeJS.ErrnoException).code ?? "ENOTFOUND" };
   }
