@@ -184,9 +184,11 @@ describe("--workers 2", () => {
     // Kill the worker that does not hold the kept session.
     const listed = JSON.parse((await httpGet({ port: adminPort }, "/connections")).body) as { connections: { worker: number }[] };
     const keptOn = listed.connections[0]?.worker;
-    const pidOf = (slot: number): number => Number(proxy.logs.items.find((l) => l.msg === "listening" && l.worker === slot)?.pid);
-    const victim = pidOf(keptOn === 1 ? 2 : 1);
-    const survivor = pidOf(keptOn ?? 1);
+    // Each worker's own `listening` line names its pid (workers' lines reach stdout on their own schedule).
+    const pidOf = async (slot: number): Promise<number> =>
+      Number((await proxy.waitForLog((l) => l.msg === "listening" && l.worker === slot, 5_000, `worker ${slot} listening`)).pid);
+    const victim = await pidOf(keptOn === 1 ? 2 : 1);
+    const survivor = await pidOf(keptOn ?? 1);
     process.kill(victim, "SIGKILL");
     // Meanwhile (dead, not yet replaced): the surviving worker's socket takes every new client.
     await proxy.waitForLog((l) => l.msg.startsWith("worker died"), 5_000, "the death to be noticed");
