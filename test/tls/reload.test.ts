@@ -15,27 +15,37 @@ async function servedSerial(port: number, ca: string): Promise<string> {
   return serial;
 }
 
+/**
+ * A test PKI, the server certificate copied to files the test may replace
+ * (the ones a SIGHUP re-reads), and a two-worker proxy terminating TLS with
+ * them in front of a loopback upstream.
+ */
+async function startWithLiveCertificate() {
+  const pki = makeTestPki();
+  const live = { cert: join(pki.dir, "live.pem"), key: join(pki.dir, "live.key") };
+  copyFileSync(pki.server.cert, live.cert);
+  copyFileSync(pki.server.key, live.key);
+  const upstream = await startServer();
+  const proxy = await startLocalProxy([
+    "--listen",
+    "127.0.0.1:0",
+    "--upstream",
+    `127.0.0.1:${upstream.port}`,
+    "--tls-cert",
+    live.cert,
+    "--tls-key",
+    live.key,
+    "--workers",
+    "2",
+    "--admin",
+    "off",
+  ]);
+  return { pki, live, upstream, proxy };
+}
+
 describe(`TLS certificate reload on Node ${process.version}`, () => {
   it("serves a new certificate to new connections after SIGHUP in both workers while a session opened before keeps carrying data", async () => {
-    const pki = makeTestPki();
-    const live = { cert: join(pki.dir, "live.pem"), key: join(pki.dir, "live.key") };
-    copyFileSync(pki.server.cert, live.cert);
-    copyFileSync(pki.server.key, live.key);
-    const upstream = await startServer();
-    const proxy = await startLocalProxy([
-      "--listen",
-      "127.0.0.1:0",
-      "--upstream",
-      `127.0.0.1:${upstream.port}`,
-      "--tls-cert",
-      live.cert,
-      "--tls-key",
-      live.key,
-      "--workers",
-      "2",
-      "--admin",
-      "off",
-    ]);
+    const { pki, live, upstream, proxy } = await startWithLiveCertificate();
     const oldSerial = serialOf(pki.server.cert);
 
     const before = await connectTlsClient(proxy.port, pki.ca.cert);
@@ -62,25 +72,7 @@ describe(`TLS certificate reload on Node ${process.version}`, () => {
   });
 
   it("refuses a reload whose key does not match its certificate and keeps serving the old certificate", async () => {
-    const pki = makeTestPki();
-    const live = { cert: join(pki.dir, "live.pem"), key: join(pki.dir, "live.key") };
-    copyFileSync(pki.server.cert, live.cert);
-    copyFileSync(pki.server.key, live.key);
-    const upstream = await startServer();
-    const proxy = await startLocalProxy([
-      "--listen",
-      "127.0.0.1:0",
-      "--upstream",
-      `127.0.0.1:${upstream.port}`,
-      "--tls-cert",
-      live.cert,
-      "--tls-key",
-      live.key,
-      "--workers",
-      "2",
-      "--admin",
-      "off",
-    ]);
+    const { pki, live, proxy } = await startWithLiveCertificate();
     // Both workers read the files when they start: wait for both before spoiling them.
     await waitUntil(() => proxy.logs.items.filter((l) => l.msg === "listening").length >= 2 || undefined, 10_000, "both workers listening");
     copyFileSync(pki.client.key, live.key); // some other key
