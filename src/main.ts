@@ -7,8 +7,7 @@ import { listenerSettings } from "./config/settings.js";
 import type { Config } from "./config/schema.js";
 import { ReloadGate, ReloadInterrupted } from "./lifecycle/reload-gate.js";
 import { type ReloadOutcome, restartNeededFor } from "./lifecycle/reload-outcome.js";
-import { softDescriptorLimit } from "./net/descriptor-headroom.js";
-import { checkDescriptorBudget } from "./net/descriptor-limit.js";
+import { checkDescriptorBudget, softDescriptorLimit } from "./net/descriptor-limit.js";
 import { loadLibc, type Libc } from "./net/libc.js";
 import { SocketOptions } from "./net/socket-options.js";
 import { CloseReason } from "./proxy/session/close-reason.js";
@@ -76,6 +75,8 @@ export class KeepaliveProxy {
     private readonly logger: Logger,
     extraHooks: ProxyHooks | undefined,
     private readonly worker?: WorkerContext,
+    /** The soft RLIMIT_NOFILE after start-up raised it; it does not change while the proxy runs. */
+    private readonly descriptorLimit?: number,
   ) {
     this.processBudget = worker ? worker.budget("process", config.limits.maxConnections) : new ConnectionBudget(config.limits.maxConnections);
     const logHook: ProxyHooks = { sessionClosed: (summary) => this.logClosed(summary), sessionOpened: (session) => this.logOpened(session) };
@@ -299,7 +300,7 @@ export class KeepaliveProxy {
         nextSessionId: () => `${this.idPrefix}-${(++this.sessionCount).toString(36)}`,
         processBudget: this.processBudget,
         makeBudget: (name, max) => (this.worker ? this.worker.budget(`listener:${name}`, max) : new ConnectionBudget(max)),
-        descriptorLimit: softDescriptorLimit(),
+        descriptorLimit: this.descriptorLimit,
         reusePort: this.worker?.listen,
       },
       // The sessions of the listener it replaces still count against its limit.
@@ -439,7 +440,8 @@ export async function startProxy(config: Config, deps: ProxyDeps): Promise<Keepa
   // Read before any listener opens: a bad token file stops the start with nothing half-done.
   const auth = config.admin.listen !== null && deps.worker === undefined ? adminAuth(config) : undefined;
   const metrics = new ProxyMetrics();
-  const proxy = new KeepaliveProxy(config, socketOptions, deps.logger, deps.hooks ? combineHooks(metrics.hooks, deps.hooks) : metrics.hooks, deps.worker);
+  const hooks = deps.hooks ? combineHooks(metrics.hooks, deps.hooks) : metrics.hooks;
+  const proxy = new KeepaliveProxy(config, socketOptions, deps.logger, hooks, deps.worker, softDescriptorLimit(libc));
   proxy.metrics = metrics;
   metrics.observe(proxy);
   try {

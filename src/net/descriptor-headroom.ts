@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
 
 /**
@@ -6,19 +5,6 @@ import type { Socket } from "node:net";
  * its upstream socket, plus the admin server, DNS lookups and log files.
  */
 export const DESCRIPTOR_RESERVE = 16;
-
-/** The soft RLIMIT_NOFILE of this process, from /proc/self/limits; undefined when it cannot be read or is unlimited. */
-export function softDescriptorLimit(): number | undefined {
-  try {
-    const line = readFileSync("/proc/self/limits", "utf8")
-      .split("\n")
-      .find((l) => l.startsWith("Max open files"));
-    const soft = Number(line?.split(/\s{2,}/)[1]);
-    return Number.isInteger(soft) && soft > 0 ? soft : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Whether an accepted socket leaves the process too few descriptors to serve

@@ -55,6 +55,12 @@ export function sessionsSupported(softLimit: number): number {
   return Math.max(0, Math.floor((softLimit - DESCRIPTOR_MARGIN) / DESCRIPTORS_PER_SESSION));
 }
 
+/** The soft RLIMIT_NOFILE in force now; undefined when unlimited or unreadable. */
+export function softDescriptorLimit(libc: Libc): number | undefined {
+  const limit = libc.getRlimit(RLIMIT_NOFILE);
+  return "errno" in limit || !Number.isFinite(limit.soft) ? undefined : limit.soft;
+}
+
 /** What raiseDescriptorLimit found and did. */
 export interface RaiseOutcome {
   /** The limit as the process found it (Node may already have raised the soft limit: see below). */

@@ -1,12 +1,7 @@
 import type { ClosedSessionView, ListenerStatus, UpstreamStatus } from "../admin/status.js";
 import { CLOSED_RING_SIZE } from "../admin/status.js";
-import { mergeConnectionListings, type WorkerConnectionView } from "./merge-connections.js";
-
-/** One worker's /status.json body. */
-export interface WorkerStatus {
-  readonly worker: number;
-  readonly json: string;
-}
+import type { ConnectionsReport } from "../admin/connections.js";
+import { type MergedConnections, mergeConnectionReports, parseWorkerAnswers, type WorkerListing } from "./merge-connections.js";
 
 /** The supervisor's /status.json: every worker's, merged. */
 export interface MergedStatus {
@@ -14,14 +9,14 @@ export interface MergedStatus {
   readonly draining: boolean;
   readonly listeners: ListenerStatus[];
   readonly closed: ClosedSessionView[];
-  readonly sessions: ReturnType<typeof mergeConnectionListings> & { readonly connections: WorkerConnectionView[] };
+  readonly sessions: MergedConnections;
 }
 
 interface ParsedStatus {
   readonly draining: boolean;
   readonly listeners: ListenerStatus[];
   readonly closed: ClosedSessionView[];
-  readonly sessions: unknown;
+  readonly sessions: ConnectionsReport;
 }
 
 const STATE_RANK: Readonly<Record<UpstreamStatus["state"], number>> = { ok: 0, failing: 1, cooldown: 2 };
@@ -30,24 +25,17 @@ const STATE_RANK: Readonly<Record<UpstreamStatus["state"], number>> = { ok: 0, f
  * Merges the workers' reports: listeners by name (counts summed, `workers`
  * the number of workers serving it, each upstream at its worst state across
  * workers, since each worker's pool learns on its own), sessions as
- * mergeConnectionListings does, closed sessions newest first, cut to the
+ * mergeConnectionReports does, closed sessions newest first, cut to the
  * ring's size. A report that does not parse (a worker that died mid-answer)
  * counts as empty. Pure.
  */
-export function mergeStatusReports(reports: readonly WorkerStatus[], limit: number, draining: boolean): MergedStatus {
+export function mergeStatusReports(answers: readonly WorkerListing[], limit: number, draining: boolean): MergedStatus {
   const listeners = new Map<string, ListenerStatus>();
   const closed: ClosedSessionView[] = [];
-  const listings: { worker: number; json: string }[] = [];
-  for (const { worker, json } of reports) {
-    let report: ParsedStatus;
-    try {
-      report = JSON.parse(json) as ParsedStatus;
-    } catch {
-      continue;
-    }
+  const reports = parseWorkerAnswers<ParsedStatus>(answers);
+  for (const { worker, report } of reports) {
     for (const l of report.listeners) listeners.set(l.name, mergeListener(listeners.get(l.name), l));
     for (const c of report.closed) closed.push({ ...c, worker });
-    listings.push({ worker, json: JSON.stringify(report.sessions) });
   }
   closed.sort((a, b) => b.closedAt.localeCompare(a.closedAt));
   return {
@@ -55,7 +43,10 @@ export function mergeStatusReports(reports: readonly WorkerStatus[], limit: numb
     draining,
     listeners: [...listeners.values()],
     closed: closed.slice(0, CLOSED_RING_SIZE),
-    sessions: mergeConnectionListings(listings, limit),
+    sessions: mergeConnectionReports(
+      reports.map(({ worker, report }) => ({ worker, report: report.sessions })),
+      limit,
+    ),
   };
 }
 

@@ -12,7 +12,8 @@ import { listenIp, openReusePort } from "../net/reuse-port.js";
 import { ProxyMetrics } from "../metrics/proxy-metrics.js";
 import type { ReloadResult } from "../proxy/hooks.js";
 import { formatHostPort } from "../util/host-port.js";
-import { mergeConnectionListings } from "./merge-connections.js";
+import type { ConnectionsReport } from "../admin/connections.js";
+import { mergeConnectionReports, parseWorkerAnswers, type WorkerListing } from "./merge-connections.js";
 import { mergeStatusReports } from "./merge-status.js";
 import { adminAuth } from "../admin/admin-auth.js";
 import type { StatusSnapshot } from "../admin/status.js";
@@ -45,6 +46,12 @@ const SUPERVISOR_FAMILIES = new Set([
   "keepalive_proxy_admin_connections_refused_total",
   "keepalive_proxy_admin_connections_evicted_total",
 ]);
+
+/** What a listing request (/connections, /status.json) asks each worker for. */
+interface ListingOptions {
+  readonly limit: number;
+  readonly listener: string | undefined;
+}
 
 export interface SupervisorDeps {
   readonly logger: Logger;
@@ -315,35 +322,32 @@ export class Supervisor implements Reloadable {
   }
 
   /** Every worker's /connections listing, merged, each entry with its worker. */
-  private async *mergedConnections(options: { readonly limit: number; readonly listener: string | undefined }): AsyncGenerator<string, unknown> {
-    const links = [...this.links.values()];
-    const answers = await Promise.all(
-      links.map((l) => l.request((id) => ({ t: "connections", id, limit: options.limit, listener: options.listener }), "connections", WORKER_QUERY_MS)),
-    );
-    const listings = links.flatMap((l, i) => {
-      const json = answers[i]?.json;
-      return json === undefined ? [] : [{ worker: l.slot, json }];
-    });
-    const merged = mergeConnectionListings(listings, options.limit);
+  private async *mergedConnections(options: ListingOptions): AsyncGenerator<string, unknown> {
+    const answers = await this.askEveryWorker((id) => ({ t: "connections", id, ...options }), "connections");
+    const merged = mergeConnectionReports(parseWorkerAnswers<ConnectionsReport>(answers), options.limit);
     yield `${JSON.stringify(merged)}\n`;
     return { total: merged.total, returned: merged.returned };
   }
 
+  /** Asks every worker for a listing and collects the answers, each with its worker (one that does not answer in time is left out). */
+  private async askEveryWorker(make: (id: number) => ToWorker, answer: "connections" | "status"): Promise<WorkerListing[]> {
+    const links = [...this.links.values()];
+    const answers = await Promise.all(links.map((l) => l.request(make, answer, WORKER_QUERY_MS)));
+    return links.flatMap((l, i) => {
+      const json = answers[i]?.json;
+      return json === undefined ? [] : [{ worker: l.slot, json }];
+    });
+  }
+
+  /** Every worker's /status.json, merged: listeners summed by name, sessions and closed sessions tagged with their worker. */
   /** The supervisor's own status holds nothing: /status.json comes from the workers (see mergedStatus). */
   statusSnapshot(): StatusSnapshot {
     return { draining: this.draining, listeners: [], closed: [] };
   }
 
   /** Every worker's /status.json, merged: listeners summed by name, sessions and closed sessions tagged with their worker. */
-  private async *mergedStatus(options: { readonly limit: number; readonly listener: string | undefined }): AsyncGenerator<string, unknown> {
-    const links = [...this.links.values()];
-    const answers = await Promise.all(
-      links.map((l) => l.request((id) => ({ t: "status", id, limit: options.limit, listener: options.listener }), "status", WORKER_QUERY_MS)),
-    );
-    const reports = links.flatMap((l, i) => {
-      const json = answers[i]?.json;
-      return json === undefined ? [] : [{ worker: l.slot, json }];
-    });
+  private async *mergedStatus(options: ListingOptions): AsyncGenerator<string, unknown> {
+    const reports = await this.askEveryWorker((id) => ({ t: "status", id, ...options }), "status");
     const merged = mergeStatusReports(reports, options.limit, this.draining);
     yield `${JSON.stringify(merged)}\n`;
     return { total: merged.sessions.total, returned: merged.sessions.returned };

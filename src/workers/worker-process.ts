@@ -98,20 +98,11 @@ async function drain(drainMs: number): Promise<void> {
   process.exit(0);
 }
 
-async function connections(id: number, limit: number, listener: string | undefined): Promise<void> {
-  if (proxy === undefined) return;
-  const pieces: string[] = [];
-  const listing = listConnections(proxy, { limit, listener }, slices);
-  for (let piece = await listing.next(); piece.done !== true; piece = await listing.next()) pieces.push(piece.value);
-  send({ t: "connections", id, json: pieces.join("") });
-}
-
-async function status(id: number, limit: number, listener: string | undefined): Promise<void> {
-  if (proxy === undefined) return;
-  const pieces: string[] = [];
-  const report = statusReport(proxy, { limit, listener }, slices);
-  for (let piece = await report.next(); piece.done !== true; piece = await report.next()) pieces.push(piece.value);
-  send({ t: "status", id, json: pieces.join("") });
+/** Runs a sliced listing (/connections or /status.json) to the end and sends its text as the answer `t`. */
+async function answerListing(t: "connections" | "status", id: number, pieces: AsyncGenerator<string, unknown>): Promise<void> {
+  const text: string[] = [];
+  for (let piece = await pieces.next(); piece.done !== true; piece = await pieces.next()) text.push(piece.value);
+  send({ t, id, json: text.join("") });
 }
 
 // The same slices as the admin server's own listing: a worker's forwarding stalls no longer than a single process's.
@@ -137,10 +128,10 @@ function handle(message: ToWorker): void {
       void proxy?.metrics?.registry.getMetricsAsJSON().then((metrics) => send({ t: "metrics", id: message.id, metrics }));
       return;
     case "connections":
-      void connections(message.id, message.limit, message.listener);
+      if (proxy) void answerListing("connections", message.id, listConnections(proxy, { limit: message.limit, listener: message.listener }, slices));
       return;
     case "status":
-      void status(message.id, message.limit, message.listener);
+      if (proxy) void answerListing("status", message.id, statusReport(proxy, { limit: message.limit, listener: message.listener }, slices));
       return;
     case "slots.grant":
       budgets.get(message.key)?.granted(message.n);
