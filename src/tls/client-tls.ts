@@ -1,6 +1,7 @@
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { type ClientTlsSettings, contextForName } from "./material.js";
+import { settleOnce } from "../util/settle-once.js";
 
 /** How a client's handshake ended. `cancelled`: the session ended first (its own reason stands). */
 export type ClientHandshakeOutcome =
@@ -74,18 +75,21 @@ export function watchClientHandshake(
   done: (outcome: ClientHandshakeOutcome) => void,
 ): void {
   const started = performance.now();
-  let settled = false;
-  const finish = (outcome: ClientHandshakeOutcome): void => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(timer);
-    signal.removeEventListener("abort", onAbort);
-    socket.off("error", onError);
-    socket.off("secure", onSecure);
-    socket.off("readable", onEndBeforeHandshake);
-    done(outcome);
-  };
   const ms = (): number => performance.now() - started;
+  const finish = settleOnce<ClientHandshakeOutcome>(
+    {
+      timeoutMs: settings.handshakeTimeoutMs,
+      signal,
+      onTimeout: () => ({ ok: false, cause: "timeout", code: "ETIMEDOUT", durationMs: ms() }),
+      onAbort: () => ({ ok: false, cause: "cancelled", code: undefined, durationMs: ms() }),
+    },
+    (outcome) => {
+      socket.off("error", onError);
+      socket.off("secure", onSecure);
+      socket.off("readable", onEndBeforeHandshake);
+      done(outcome);
+    },
+  );
   const onError = (error: NodeJS.ErrnoException): void => finish({ ok: false, cause: "failed", code: error.code, durationMs: ms() });
   const onSecure = (): void => {
     const refused = settings.requireClientCert ? clientCertProblem(socket) : undefined;
@@ -95,21 +99,15 @@ export function watchClientHandshake(
     }
     finish({ ok: true, protocol: socket.getProtocol() ?? "unknown", cipher: socket.getCipher()?.name ?? "unknown", durationMs: ms(), peerSubject: subjectOf(socket) });
   };
-  const onAbort = (): void => finish({ ok: false, cause: "cancelled", code: undefined, durationMs: ms() });
   // No cleartext can arrive before the handshake is done (no 0-RTT data), so a
   // 'readable' then is the client's FIN. Nobody reads the TLS socket until the
   // handshake is done, so 'end' would never be emitted and the client would
   // hold its slot until the handshake timeout. The listener is removed at
   // once when the handshake ends, before the session starts reading.
   const onEndBeforeHandshake = (): void => finish({ ok: false, cause: "failed", code: EOF_IN_HANDSHAKE, durationMs: ms() });
-  const timer =
-    settings.handshakeTimeoutMs > 0
-      ? setTimeout(() => finish({ ok: false, cause: "timeout", code: "ETIMEDOUT", durationMs: ms() }), settings.handshakeTimeoutMs)
-      : undefined;
   socket.prependListener("error", onError);
   socket.once("secure", onSecure);
   socket.on("readable", onEndBeforeHandshake);
-  signal.addEventListener("abort", onAbort, { once: true });
 }
 
 /** The client certificate's subject as `CN=…, O=…` (mutual TLS), or undefined when there is none. */

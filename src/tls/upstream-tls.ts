@@ -1,5 +1,6 @@
 import { isIP, type Socket } from "node:net";
 import { connect, type TLSSocket } from "node:tls";
+import { settleOnce } from "../util/settle-once.js";
 import type { UpstreamTlsSettings } from "./material.js";
 
 /** How the upstream's handshake ended. `cancelled`: the session ended first. */
@@ -32,26 +33,26 @@ export function originateTls(
       ...(name !== undefined && isIP(name) === 0 ? { servername: name } : {}),
       ...(name !== undefined ? { host: name } : {}),
     });
-    let settled = false;
     const ms = (): number => performance.now() - started;
-    const finish = (outcome: UpstreamHandshakeOutcome): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      socket.off("secureConnect", onSecure);
-      if (!outcome.ok) socket.destroy();
-      resolve(outcome);
-    };
+    const finish = settleOnce<UpstreamHandshakeOutcome>(
+      {
+        timeoutMs,
+        signal,
+        onTimeout: () => ({ ok: false, cause: "timeout", code: "ETIMEDOUT", durationMs: ms() }),
+        onAbort: () => ({ ok: false, cause: "cancelled", code: undefined, durationMs: ms() }),
+      },
+      (outcome) => {
+        socket.off("secureConnect", onSecure);
+        if (!outcome.ok) socket.destroy();
+        resolve(outcome);
+      },
+    );
     const onSecure = (): void =>
       finish({ ok: true, socket, protocol: socket.getProtocol() ?? "unknown", cipher: socket.getCipher()?.name ?? "unknown", durationMs: ms() });
-    const onAbort = (): void => finish({ ok: false, cause: "cancelled", code: undefined, durationMs: ms() });
-    const timer = setTimeout(() => finish({ ok: false, cause: "timeout", code: "ETIMEDOUT", durationMs: ms() }), timeoutMs);
     // Stays after the handshake like the connector's: a late error before the session attaches its own lands here.
     socket.on("error", (error: NodeJS.ErrnoException) => finish({ ok: false, cause: "failed", code: error.code, durationMs: ms() }));
     socket.once("secureConnect", onSecure);
     // The upstream closed during the handshake without an error (e.g. it rejected our certificate with a bare FIN).
     socket.once("close", () => finish({ ok: false, cause: "failed", code: "ECONNRESET", durationMs: ms() }));
-    signal.addEventListener("abort", onAbort, { once: true });
   });
 }

@@ -1,4 +1,5 @@
 import type { Socket } from "node:net";
+import { settleOnce } from "../../util/settle-once.js";
 import { parseProxyHeader, type ProxyHeader, type ProxyProtocolVersion } from "./proxy-protocol.js";
 
 export type HeaderReadResult =
@@ -16,15 +17,21 @@ export function readProxyHeader(socket: Socket, accept: ProxyProtocolVersion | "
   if (signal.aborted) return Promise.resolve({ ok: false, cause: "cancelled", why: "the session ended first" });
   return new Promise((resolve) => {
     let buffered: Buffer = Buffer.alloc(0);
-    const finish = (result: HeaderReadResult): void => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      socket.off("data", onData);
-      socket.off("end", onEnd);
-      socket.off("close", onEnd);
-      socket.pause();
-      resolve(result);
-    };
+    const finish = settleOnce<HeaderReadResult>(
+      {
+        timeoutMs,
+        signal,
+        onTimeout: () => ({ ok: false, cause: "timeout", why: `no PROXY header within ${timeoutMs}ms` }),
+        onAbort: () => ({ ok: false, cause: "cancelled", why: "the session ended first" }),
+      },
+      (result) => {
+        socket.off("data", onData);
+        socket.off("end", onEnd);
+        socket.off("close", onEnd);
+        socket.pause();
+        resolve(result);
+      },
+    );
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
       const parsed = parseProxyHeader(buffered, accept);
@@ -38,9 +45,6 @@ export function readProxyHeader(socket: Socket, accept: ProxyProtocolVersion | "
       if (rest.length > 0) socket.unshift(rest);
     };
     const onEnd = (): void => finish({ ok: false, cause: "invalid", why: "the connection ended before a complete PROXY header" });
-    const onAbort = (): void => finish({ ok: false, cause: "cancelled", why: "the session ended first" });
-    const timer = timeoutMs > 0 ? setTimeout(() => finish({ ok: false, cause: "timeout", why: `no PROXY header within ${timeoutMs}ms` }), timeoutMs) : undefined;
-    signal.addEventListener("abort", onAbort, { once: true });
     socket.on("data", onData);
     socket.once("end", onEnd);
     socket.once("close", onEnd);

@@ -1,5 +1,6 @@
 import { Socket } from "node:net";
 import { formatHostPort } from "../../util/host-port.js";
+import { settleOnce } from "../../util/settle-once.js";
 import type { ConnectResult } from "../hooks.js";
 
 /**
@@ -43,30 +44,26 @@ export function connectOnce(ip: string, port: number, timeoutMs: number, signal:
   if (signal.aborted) return Promise.resolve({ ok: false, result: "cancelled", errno: undefined, address, durationMs: 0 });
   return new Promise<ConnectOutcome>((resolve) => {
     const socket = new Socket({ allowHalfOpen: true });
-    let settled = false;
-    const finish = (outcome: ConnectOutcome): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-      resolve(outcome);
-    };
-    const fail = (result: Exclude<ConnectResult, "ok"> | "local", errno: string | undefined): void => {
-      if (settled) return;
-      socket.destroy();
-      finish({ ok: false, result, errno, address, durationMs: performance.now() - started });
-    };
-    const onAbort = (): void => fail("cancelled", undefined);
-    const timer = setTimeout(() => fail("timeout", "ETIMEDOUT"), timeoutMs);
-    signal.addEventListener("abort", onAbort, { once: true });
-    socket.once("error", (error: NodeJS.ErrnoException) => fail(isLocalResourceErrno(error.code) ? "local" : classifyConnectError(error.code), error.code));
-    socket.once("connect", () => {
-      if (settled) return;
-      // The 'error' listener above stays: until the session attaches its own,
-      // a late error lands there (a no-op once settled) instead of crashing.
-      prepare?.(socket);
-      finish({ ok: true, socket, address, durationMs: performance.now() - started });
+    const failed = (result: Exclude<ConnectResult, "ok"> | "local", errno: string | undefined): ConnectOutcome => ({
+      ok: false,
+      result,
+      errno,
+      address,
+      durationMs: performance.now() - started,
     });
+    const finish = settleOnce<ConnectOutcome>(
+      { timeoutMs, signal, onTimeout: () => failed("timeout", "ETIMEDOUT"), onAbort: () => failed("cancelled", undefined) },
+      (outcome) => {
+        // Options are applied where the socket is made, before anyone else sees it.
+        if (outcome.ok) prepare?.(socket);
+        else socket.destroy();
+        resolve(outcome);
+      },
+    );
+    // This listener stays: until the session attaches its own, a late error
+    // lands here (a no-op once settled) instead of crashing.
+    socket.once("error", (error: NodeJS.ErrnoException) => finish(failed(isLocalResourceErrno(error.code) ? "local" : classifyConnectError(error.code), error.code)));
+    socket.once("connect", () => finish({ ok: true, socket, address, durationMs: performance.now() - started }));
     socket.connect({ host: ip, port });
   });
 }
