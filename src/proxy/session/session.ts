@@ -115,7 +115,6 @@ export class Session {
   /** What the client sent while the upstream connect was pending. */
   private held: Buffer[] = [];
   private heldBytes = 0;
-  private clientEnded = false;
   private halfCloseTimer: NodeJS.Timeout | undefined;
   /** Date.now() of the last byte read on the leg still sending after a FIN (set by markMoved). */
   halfCloseMovedAt = 0;
@@ -242,7 +241,7 @@ export class Session {
     upstream.on("data", forwardChunk);
     client.on("data", forwardChunk);
     // The client's FIN came while connecting: pass it on after what it sent.
-    if (this.clientEnded || client.readableEnded) {
+    if (client.readableEnded) {
       upstream.end();
       this.startHalfCloseWatch(client);
     } else if (upstreamWritable) {
@@ -289,7 +288,6 @@ export class Session {
   /** A leg sent FIN; the side that finished first names the clean reason. */
   legEnded(socket: Socket): void {
     this.eofReason ??= socket === this.client ? CloseReason.ClientEof : CloseReason.UpstreamEof;
-    if (socket === this.client) this.clientEnded = true;
     if (this.upstream === undefined) return; // still connecting: attachUpstream passes the FIN on
     if (this.halfCloseTimer === undefined) this.startHalfCloseWatch(socket);
     else this.stopHalfCloseWatch(); // both sides have sent FIN: nothing is half-open any more
