@@ -14,7 +14,7 @@ import type { AcceptErrno, ConnectResult, OptionSide, ProxyHooks, SessionSummary
 import { readProxyHeader } from "./admission/proxy-header-reader.js";
 import { encodeProxyHeader, type Endpoint, type ProxyProtocolVersion } from "./admission/proxy-protocol.js";
 import { formatAddress, Session, type SessionOwner } from "./session/session.js";
-import type { ConnectOutcome } from "./upstream/upstream-connector.js";
+import { type ConnectOutcome, releaseConnected } from "./upstream/upstream-connector.js";
 import { UpstreamPool, type UpstreamPolicy } from "./upstream/upstream-pool.js";
 import type { ClientTlsSettings, UpstreamTlsSettings } from "../tls/material.js";
 import { ClientTlsGate } from "../tls/listener-tls.js";
@@ -388,6 +388,7 @@ export class ProxyListener implements SessionOwner {
     if (outcome.ok) {
       const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
       session.attachUpstream(outcome.socket, outcome.address, header);
+      releaseConnected(outcome.socket); // the session's own error listener is on it now
       if (session.open) this.deps.hooks.sessionOpened?.(session);
       return;
     }

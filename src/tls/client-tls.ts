@@ -1,6 +1,7 @@
 import type { Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { type ClientTlsSettings, contextForName } from "./material.js";
+import type { CancelSignal } from "../util/cancel-signal.js";
 import { settleOnce } from "../util/settle-once.js";
 
 /** How a client's handshake ended. `cancelled`: the session ended first (its own reason stands). */
@@ -71,7 +72,7 @@ export function wrapClient(raw: Socket, settings: ClientTlsSettings): TLSSocket 
 export function watchClientHandshake(
   socket: TLSSocket,
   settings: ClientTlsSettings,
-  signal: AbortSignal,
+  signal: CancelSignal,
   done: (outcome: ClientHandshakeOutcome) => void,
 ): void {
   const started = performance.now();

@@ -1,5 +1,6 @@
 import { isIP, type Socket } from "node:net";
 import { connect, type TLSSocket } from "node:tls";
+import type { CancelSignal } from "../util/cancel-signal.js";
 import { settleOnce } from "../util/settle-once.js";
 import type { UpstreamTlsSettings } from "./material.js";
 
@@ -20,7 +21,7 @@ export function originateTls(
   host: string | undefined,
   settings: UpstreamTlsSettings,
   timeoutMs: number,
-  signal: AbortSignal,
+  signal: CancelSignal,
 ): Promise<UpstreamHandshakeOutcome> {
   const started = performance.now();
   const name = settings.serverName ?? host;

@@ -1,8 +1,10 @@
+import type { CancelSignal } from "./cancel-signal.js";
+
 /** How a bounded wait ends when its own outcome does not come first. */
 export interface WaitBounds<T> {
   /** ms; 0 = no timeout. */
   readonly timeoutMs: number;
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   readonly onTimeout: () => T;
   readonly onAbort: () => T;
 }

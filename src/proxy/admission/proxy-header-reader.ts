@@ -1,4 +1,5 @@
 import type { Socket } from "node:net";
+import type { CancelSignal } from "../../util/cancel-signal.js";
 import { settleOnce } from "../../util/settle-once.js";
 import { parseProxyHeader, type ProxyHeader, type ProxyProtocolVersion } from "./proxy-protocol.js";
 
@@ -13,7 +14,7 @@ export type HeaderReadResult =
  * been read. An aborted `signal` (the client reset, the proxy stopping) ends
  * the wait at once as `cancelled`.
  */
-export function readProxyHeader(socket: Socket, accept: ProxyProtocolVersion | "any", timeoutMs: number, signal: AbortSignal): Promise<HeaderReadResult> {
+export function readProxyHeader(socket: Socket, accept: ProxyProtocolVersion | "any", timeoutMs: number, signal: CancelSignal): Promise<HeaderReadResult> {
   if (signal.aborted) return Promise.resolve({ ok: false, cause: "cancelled", why: "the session ended first" });
   return new Promise((resolve) => {
     let buffered: Buffer = Buffer.alloc(0);

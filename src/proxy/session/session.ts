@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { CloseReason, type Leg, isCleanClose, reasonForSocketError, sideOf } from "./close-reason.js";
 import { formatHostPort, unmapIPv4 } from "../../util/host-port.js";
 import type { SessionSummary, SessionTls } from "../hooks.js";
+import { CancelSource, type CancelSignal } from "../../util/cancel-signal.js";
 
 /** The settings a session needs from its listener, fixed when it is accepted. */
 export interface SessionSettings {
@@ -31,9 +32,6 @@ export interface SessionOwner {
 // no closures per session, and nothing but a property load per chunk.
 const kSession = Symbol("keepalive-proxy.session");
 const kPeer = Symbol("keepalive-proxy.peer");
-
-/** The reason of every session's abort signal: the session ended (or was aborted) before its upstream was attached. */
-const SESSION_ENDED = Object.freeze({ code: "SESSION_ENDED", message: "the session ended before its upstream was attached" });
 
 interface SessionSocket extends Socket {
   [kSession]: Session;
@@ -109,9 +107,9 @@ export class Session {
    * Aborted when the session ends before its upstream is attached: the PROXY
    * header read, the DNS lookup, the backoff and the connect all honour it.
    * Made when first asked for and dropped once the upstream is attached, when
-   * nothing waits on it any more: an idle session holds no EventTarget.
+   * nothing waits on it any more.
    */
-  private connectAbort: AbortController | undefined;
+  private connectCancel: CancelSource | undefined;
   /** What the client sent while the upstream connect was pending. */
   private held: Buffer[] = [];
   private heldBytes = 0;
@@ -145,18 +143,17 @@ export class Session {
   }
 
   /** Aborted when the session no longer needs an upstream (it ended, or was aborted). */
-  get signal(): AbortSignal {
-    if (this.connectAbort === undefined) {
-      this.connectAbort = new AbortController();
-      if (this.abortReason !== undefined || this.finished) this.connectAbort.abort(SESSION_ENDED);
+  get signal(): CancelSignal {
+    if (this.connectCancel === undefined) {
+      this.connectCancel = new CancelSource();
+      if (this.abortReason !== undefined || this.finished) this.connectCancel.abort();
     }
-    return this.connectAbort.signal;
+    return this.connectCancel;
   }
 
   /** Ends whatever waits on `signal`; a no-op once the upstream is attached (the controller is gone). */
   private cancelWaits(): void {
-    // An explicit reason: abort() without one builds a DOMException, stack trace included.
-    if (this.connectAbort !== undefined && !this.connectAbort.signal.aborted) this.connectAbort.abort(SESSION_ENDED);
+    this.connectCancel?.abort();
   }
 
   /**
@@ -213,9 +210,15 @@ export class Session {
       upstream.destroy();
       return;
     }
-    this.upstream = upstream;
     this.upstreamAddress = address;
-    this.connectAbort = undefined; // nothing waits on it any more
+    if (upstream.destroyed) {
+      // It failed between its connect and now (an error the connector held for us).
+      const errno = (upstream.errored as NodeJS.ErrnoException | null)?.code ?? "ECONNRESET";
+      this.abort(reasonForSocketError("upstream", errno), errno);
+      return;
+    }
+    this.upstream = upstream;
+    this.connectCancel = undefined; // nothing waits on it any more
     this.openSockets += 1;
     const up = upstream as SessionSocket;
     const client = this.client as SessionSocket;

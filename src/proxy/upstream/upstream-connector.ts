@@ -1,11 +1,12 @@
 import { Socket } from "node:net";
 import { formatHostPort } from "../../util/host-port.js";
+import type { CancelSignal } from "../../util/cancel-signal.js";
 import { settleOnce } from "../../util/settle-once.js";
 import type { ConnectResult } from "../hooks.js";
 
 /**
  * A connected upstream socket, or why there is none. `cancelled` means the
- * proxy abandoned the wait (see AbortSignal below); `local` means the proxy
+ * proxy abandoned the wait (see the signal below); `local` means the proxy
  * itself had no descriptor or buffer for the socket (EMFILE, ENFILE, ENOBUFS,
  * ENOMEM), which says nothing about the upstream.
  */
@@ -31,14 +32,31 @@ export function isLocalResourceErrno(code: string | undefined): boolean {
 }
 
 /**
+ * Stays on a connected upstream socket from the moment its connect settles
+ * until the session takes it over (releaseConnected): an error in between
+ * destroys the socket (the session sees it destroyed, with the error in
+ * `socket.errored`) instead of crashing the process. Module-level, so that
+ * nothing of the connect attempt (its timer, closures, promise) stays
+ * reachable from a socket that lives for days.
+ */
+function heldUntilAttached(): void {}
+
+/** The session has its own error listener now: drop the placeholder. */
+export function releaseConnected(socket: Socket): void {
+  socket.removeListener("error", heldUntilAttached);
+}
+
+/**
  * One TCP connect to an IP address, bounded by a timeout and by `signal`.
  * Never rejects: every failure becomes an outcome with its result and errno.
  * The socket's options are applied by `prepare` the moment it connects, where
  * the socket is made (as undici's connector does), so the session only ever
  * pairs two ready sockets. An aborted signal destroys the socket at once and
- * settles as `cancelled`.
+ * settles as `cancelled`. Once settled, the attempt's listeners are removed
+ * (a socket that failed keeps a no-op error listener, since an error already
+ * queued may still be emitted), so a long session holds nothing of it.
  */
-export function connectOnce(ip: string, port: number, timeoutMs: number, signal: AbortSignal, prepare?: SocketPreparer): Promise<ConnectOutcome> {
+export function connectOnce(ip: string, port: number, timeoutMs: number, signal: CancelSignal, prepare?: SocketPreparer): Promise<ConnectOutcome> {
   const started = performance.now();
   const address = formatHostPort({ host: ip, port });
   if (signal.aborted) return Promise.resolve({ ok: false, result: "cancelled", errno: undefined, address, durationMs: 0 });
@@ -54,16 +72,21 @@ export function connectOnce(ip: string, port: number, timeoutMs: number, signal:
     const finish = settleOnce<ConnectOutcome>(
       { timeoutMs, signal, onTimeout: () => failed("timeout", "ETIMEDOUT"), onAbort: () => failed("cancelled", undefined) },
       (outcome) => {
+        socket.removeListener("error", onError);
+        socket.removeListener("connect", onConnect);
+        socket.on("error", heldUntilAttached);
         // Options are applied where the socket is made, before anyone else sees it.
         if (outcome.ok) prepare?.(socket);
         else socket.destroy();
         resolve(outcome);
       },
     );
-    // This listener stays: until the session attaches its own, a late error
-    // lands here (a no-op once settled) instead of crashing.
-    socket.once("error", (error: NodeJS.ErrnoException) => finish(failed(isLocalResourceErrno(error.code) ? "local" : classifyConnectError(error.code), error.code)));
-    socket.once("connect", () => finish({ ok: true, socket, address, durationMs: performance.now() - started }));
+    // Plain listeners rather than once(): once() wraps each in a bound function.
+    const onError = (error: NodeJS.ErrnoException): void =>
+      finish(failed(isLocalResourceErrno(error.code) ? "local" : classifyConnectError(error.code), error.code));
+    const onConnect = (): void => finish({ ok: true, socket, address, durationMs: performance.now() - started });
+    socket.on("error", onError);
+    socket.on("connect", onConnect);
     socket.connect({ host: ip, port });
   });
 }

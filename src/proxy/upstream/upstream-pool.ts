@@ -1,5 +1,6 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
+import type { CancelSignal } from "../../util/cancel-signal.js";
 import { formatHostPort, type HostPort } from "../../util/host-port.js";
 import type { ConnectResult } from "../hooks.js";
 import { type ConnectOutcome, connectOnce, type SocketPreparer } from "./upstream-connector.js";
@@ -49,7 +50,7 @@ interface Candidate {
 /** What one session asks of the pool. */
 export interface ConnectRequest {
   /** Aborted when the session no longer wants an upstream: the wait ends as `cancelled`. */
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   readonly onAttempt: AttemptObserver;
   /** Applied to the socket the moment it connects. */
   readonly prepare?: SocketPreparer;
@@ -217,7 +218,7 @@ async function resolveAll(target: HostPort): Promise<Candidate[] | { errno: stri
 }
 
 /** Waits `ms`; resolves false at once (and early) when `signal` aborts. */
-function abortableDelay(ms: number, signal: AbortSignal): Promise<boolean> {
+function abortableDelay(ms: number, signal: CancelSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const onAbort = (): void => {
