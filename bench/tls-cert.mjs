@@ -24,9 +24,31 @@ export function makeBenchCertificate(dir) {
   openssl("req", "-new", "-key", f("server.key"), "-subj", "/CN=127.0.0.1", "-out", f("server.csr"));
   fs.writeFileSync(
     f("server.ext"),
-    ["subjectAltName = IP:127.0.0.1, DNS:localhost", "basicConstraints = critical, CA:FALSE", "keyUsage = critical, digitalSignature", "extendedKeyUsage = serverAuth", ""].join("\n"),
+    [
+      "subjectAltName = IP:127.0.0.1, DNS:localhost",
+      "basicConstraints = critical, CA:FALSE",
+      "keyUsage = critical, digitalSignature",
+      "extendedKeyUsage = serverAuth",
+      "",
+    ].join("\n"),
   );
-  openssl("x509", "-req", "-in", f("server.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-days", "7", "-extfile", f("server.ext"), "-out", f("server.pem"));
+  openssl(
+    "x509",
+    "-req",
+    "-in",
+    f("server.csr"),
+    "-CA",
+    f("ca.pem"),
+    "-CAkey",
+    f("ca.key"),
+    "-CAcreateserial",
+    "-days",
+    "7",
+    "-extfile",
+    f("server.ext"),
+    "-out",
+    f("server.pem"),
+  );
   fs.writeFileSync(f("server-with-key.pem"), fs.readFileSync(f("server.pem"), "utf8") + fs.readFileSync(f("server.key"), "utf8"));
   return { ca: f("ca.pem"), cert: f("server.pem"), key: f("server.key"), certWithKey: f("server-with-key.pem") };
 }
