@@ -7,6 +7,14 @@
 //   kpbench cps   --port P --parallel N --duration S
 //   kpbench bulk  --port P --dir up|down --duration S [--streams N]
 //   kpbench idle  --port P --conns N --parallel N
+//   (cps, bulk, idle) ... --tls-ca CA.pem          the same over TLS 1.3
+//
+// cps, bulk and idle take --tls-ca FILE: the client then speaks TLS 1.3 to
+// the port (a proxy terminating TLS in front of the plaintext server), with
+// no session resumption (every connection is a full handshake) and the
+// server's certificate verified against that CA and the --host address, so a
+// target serving the wrong certificate fails. cps then ends each connection
+// cleanly: close_notify and FIN, then the peer's close_notify awaited.
 //
 // Every client mode checks every byte it gets back and prints one JSON object
 // (idle prints one per phase and waits for a line on stdin between them, so
@@ -36,6 +44,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define MAXIO (256 * 1024)
 // A prime, so that I/O chunk boundaries never line up with the pattern and a
@@ -183,10 +195,11 @@ static void print_rusage(void) {
 // ---------------------------------------------------------------- failures
 
 // Failures by kind, printed as a JSON object; the caller sums them.
-#define NFAIL 8
-static const char *fail_names[NFAIL] = {"connect", "reset", "eof", "mismatch", "timeout", "write", "addrnotavail", "other"};
+#define NFAIL 9
+static const char *fail_names[NFAIL] = {"connect", "reset", "eof", "mismatch", "timeout", "write", "addrnotavail", "other", "tls"};
 static uint64_t fails[NFAIL];
-enum { F_CONNECT, F_RESET, F_EOF, F_MISMATCH, F_TIMEOUT, F_WRITE, F_ADDRNOTAVAIL, F_OTHER };
+static char tls_first_error[200]; // the reason of the first TLS failure, printed as tlsError
+enum { F_CONNECT, F_RESET, F_EOF, F_MISMATCH, F_TIMEOUT, F_WRITE, F_ADDRNOTAVAIL, F_OTHER, F_TLS };
 
 static int fail_for_errno(int e) {
   if (e == ECONNRESET || e == EPIPE) return F_RESET;
@@ -206,7 +219,91 @@ static uint64_t print_fails(void) {
     first = 0;
   }
   printf("},\"failed\":%llu", (unsigned long long)total);
+  if (tls_first_error[0]) printf(",\"tlsError\":\"%s\"", tls_first_error);
   return total;
+}
+
+// ---------------------------------------------------------------- tls client
+
+static SSL_CTX *tls_ctx; // NULL: the client speaks plaintext
+
+/** A TLS 1.3-only client context without resumption that verifies the server against ca_file and --host. */
+static void tls_init(const char *ca_file) {
+  tls_ctx = SSL_CTX_new(TLS_client_method());
+  if (!tls_ctx) die("SSL_CTX_new failed");
+  SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION);
+  SSL_CTX_set_max_proto_version(tls_ctx, TLS1_3_VERSION);
+  // No session cache and no ticket kept: every connection is a full
+  // handshake, the cost the TLS scenarios are there to measure.
+  SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET);
+  if (SSL_CTX_load_verify_locations(tls_ctx, ca_file, NULL) != 1) die("cannot load the CA %s", ca_file);
+  SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+  // The name checked is the address connected to (no SNI for an IP address).
+  if (X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(tls_ctx), host) != 1) die("--host %s is not an IP address", host);
+}
+
+/** A client SSL on connected fd, or NULL (counted as a TLS failure). */
+static SSL *tls_new(int fd) {
+  SSL *ssl = SSL_new(tls_ctx);
+  if (ssl && SSL_set_fd(ssl, fd) == 1) return ssl;
+  SSL_free(ssl);
+  return NULL;
+}
+
+/** Frees ssl (NULL is fine) and closes fd; no close_notify: for failures and for the end of a run. */
+static void tls_drop(SSL *ssl, int fd) {
+  SSL_free(ssl);
+  if (fd >= 0) close(fd);
+}
+
+/**
+ * The failure kind of an SSL call that returned r (not a WANT_*). A peer's EOF
+ * without close_notify is an "eof" as for plaintext; a failed handshake (a
+ * certificate that does not verify) is "tls", its reason kept for tlsError.
+ * Empties OpenSSL's error queue, which must be empty before the next call.
+ */
+static int tls_fail_kind(SSL *ssl, int r) {
+  int saved = errno;
+  int e = SSL_get_error(ssl, r);
+  unsigned long err = ERR_peek_error();
+  int kind = F_TLS;
+  if (e == SSL_ERROR_ZERO_RETURN) kind = F_EOF;
+  else if (e == SSL_ERROR_SYSCALL) kind = saved ? fail_for_errno(saved) : F_EOF;
+  else if (ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING) kind = F_EOF;
+  if (kind == F_TLS && !tls_first_error[0]) {
+    long v = SSL_get_verify_result(ssl);
+    if (v != X509_V_OK) snprintf(tls_first_error, sizeof tls_first_error, "certificate: %s", X509_verify_cert_error_string(v));
+    else if (err) ERR_error_string_n(err, tls_first_error, sizeof tls_first_error);
+    else snprintf(tls_first_error, sizeof tls_first_error, "SSL_get_error %d", e);
+  }
+  ERR_clear_error();
+  return kind;
+}
+
+/** Like read_all and write_all, on a blocking TLS connection; -1 with *kind set on failure. */
+static int tls_read_all(SSL *ssl, void *buf, size_t n, int *kind) {
+  uint8_t *p = buf;
+  while (n > 0) {
+    int r = SSL_read(ssl, p, (int)n);
+    if (r <= 0) {
+      *kind = tls_fail_kind(ssl, r);
+      return -1;
+    }
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+static int tls_write_all(SSL *ssl, const void *buf, size_t n, int *kind) {
+  // Blocking and without SSL_MODE_ENABLE_PARTIAL_WRITE: all of it or an error.
+  int r = SSL_write(ssl, buf, (int)n);
+  if (r <= 0) {
+    *kind = tls_fail_kind(ssl, r);
+    return -1;
+  }
+  return 0;
 }
 
 // ---------------------------------------------------------------- latencies
@@ -562,25 +659,45 @@ static int run_rr(int conns, size_t size, double duration, double warmup) {
 
 // ---------------------------------------------------------------- cps and idle
 
-enum { S_FREE, S_CONNECTING, S_SENT, S_OPEN };
+enum { S_FREE, S_CONNECTING, S_HANDSHAKE, S_SENT, S_OPEN, S_CLOSING };
 
 typedef struct {
   int fd;
   int state;
+  uint32_t watching; // the epoll events fd is registered for; 0: not in the epoll set
   uint64_t t0;
   size_t got;
   uint8_t msg[64], recv[64];
   size_t size;
+  SSL *ssl;    // TLS only: made once TCP is connected
+  int written; // TLS only: the message went out (a wanting SSL_write is retried with the same arguments)
+  int shut;    // TLS only: our close_notify and FIN went out
 } slot_t;
+
+static void slot_watch(slot_t *s, uint32_t events) {
+  if (s->watching == events) return;
+  struct epoll_event ev = {.events = events, .data.ptr = s};
+  epoll_ctl(ep, s->watching ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s->fd, &ev);
+  s->watching = events;
+}
+
+static void slot_unwatch(slot_t *s) {
+  if (s->watching) epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
+  s->watching = 0;
+}
+
+/** Closes slot s (without close_notify) and frees it. */
+static void slot_release(slot_t *s) {
+  if (s->fd >= 0) slot_unwatch(s);
+  tls_drop(s->ssl, s->fd);
+  s->ssl = NULL;
+  s->fd = -1;
+  s->state = S_FREE;
+}
 
 static void slot_fail(slot_t *s, int kind) {
   fails[kind]++;
-  if (s->fd >= 0) {
-    epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
-    close(s->fd);
-  }
-  s->fd = -1;
-  s->state = S_FREE;
+  slot_release(s);
 }
 
 /** Starts a connect on slot s; on an immediate failure the slot stays free and the failure is counted. */
@@ -589,6 +706,9 @@ static void slot_start(slot_t *s, uint64_t serial, size_t size) {
   s->t0 = now_ns();
   s->got = 0;
   s->size = size;
+  s->watching = 0;
+  s->ssl = NULL;
+  s->written = s->shut = 0;
   uint64_t x = serial * 0x9e3779b97f4a7c15ull + 1;
   for (size_t i = 0; i < size; i++) {
     x ^= x << 13;
@@ -603,11 +723,66 @@ static void slot_start(slot_t *s, uint64_t serial, size_t size) {
     return;
   }
   s->state = S_CONNECTING;
-  struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = s};
-  epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev);
+  slot_watch(s, EPOLLOUT);
 }
 
-/** Advances slot s on an event; returns 1 when its exchange completed and verified. */
+/** After an SSL call on slot s returned r: 0 while it waits for what OpenSSL wants, -1 when the slot failed (counted, freed). */
+static int slot_tls_retry(slot_t *s, int r) {
+  int e = SSL_get_error(s->ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    slot_watch(s, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+    return 0;
+  }
+  slot_fail(s, tls_fail_kind(s->ssl, r));
+  return -1;
+}
+
+static int slot_check_echo(slot_t *s) {
+  if (memcmp(s->recv, s->msg, s->size) == 0) return 1;
+  slot_fail(s, F_MISMATCH);
+  return -1;
+}
+
+/** TLS: sends the message once and reads its echo; 1 when it came back and matched. */
+static int slot_tls_exchange(slot_t *s) {
+  if (!s->written) {
+    int r = SSL_write(s->ssl, s->msg, (int)s->size);
+    if (r <= 0) return slot_tls_retry(s, r);
+    s->written = 1;
+  }
+  // SSL_read until it wants more: a record may hold more than one epoll event's worth.
+  while (s->got < s->size) {
+    int r = SSL_read(s->ssl, s->recv + s->got, (int)(s->size - s->got));
+    if (r <= 0) return slot_tls_retry(s, r);
+    s->got += (size_t)r;
+  }
+  return slot_check_echo(s);
+}
+
+/** TLS: our close_notify and FIN, then the peer's close_notify; 2 once it came. */
+static int slot_tls_closing(slot_t *s) {
+  s->state = S_CLOSING;
+  if (!s->shut) {
+    int r = SSL_shutdown(s->ssl);
+    if (r < 0) return slot_tls_retry(s, r);
+    s->shut = 1;
+    shutdown(s->fd, SHUT_WR);
+    if (r == 1) return 2;
+  }
+  uint8_t extra[64];
+  int r = SSL_read(s->ssl, extra, sizeof extra);
+  if (r > 0) {
+    slot_fail(s, F_MISMATCH); // nothing may follow the echo
+    return -1;
+  }
+  if (SSL_get_error(s->ssl, r) == SSL_ERROR_ZERO_RETURN) return 2;
+  return slot_tls_retry(s, r);
+}
+
+/**
+ * Advances slot s on an event: 1 when its exchange completed and verified,
+ * 2 when (TLS) its clean close completed, 0 while it waits, -1 when it failed.
+ */
 static int slot_event(slot_t *s) {
   if (s->state == S_CONNECTING) {
     int err = 0;
@@ -615,31 +790,42 @@ static int slot_event(slot_t *s) {
     getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err) {
       slot_fail(s, err == ECONNRESET ? F_RESET : err == EADDRNOTAVAIL ? F_ADDRNOTAVAIL : F_CONNECT);
+      return -1;
+    }
+    if (tls_ctx) {
+      s->ssl = tls_new(s->fd);
+      if (!s->ssl) {
+        slot_fail(s, F_TLS);
+        return -1;
+      }
+      s->state = S_HANDSHAKE;
+    } else {
+      if (write(s->fd, s->msg, s->size) != (ssize_t)s->size) {
+        slot_fail(s, F_WRITE);
+        return -1;
+      }
+      s->state = S_SENT;
+      slot_watch(s, EPOLLIN);
       return 0;
     }
-    if (write(s->fd, s->msg, s->size) != (ssize_t)s->size) {
-      slot_fail(s, F_WRITE);
-      return 0;
-    }
-    s->state = S_SENT;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
-    epoll_ctl(ep, EPOLL_CTL_MOD, s->fd, &ev);
-    return 0;
   }
+  if (s->state == S_HANDSHAKE) {
+    int r = SSL_connect(s->ssl);
+    if (r != 1) return slot_tls_retry(s, r);
+    s->state = S_SENT;
+  }
+  if (s->state == S_CLOSING) return slot_tls_closing(s);
   if (s->state != S_SENT) return 0;
+  if (s->ssl) return slot_tls_exchange(s);
   ssize_t r = read(s->fd, s->recv + s->got, s->size - s->got);
   if (r < 0 && errno == EAGAIN) return 0;
   if (r <= 0) {
     slot_fail(s, r == 0 ? F_EOF : fail_for_errno(errno));
-    return 0;
+    return -1;
   }
   s->got += (size_t)r;
   if (s->got < s->size) return 0;
-  if (memcmp(s->recv, s->msg, s->size) != 0) {
-    slot_fail(s, F_MISMATCH);
-    return 0;
-  }
-  return 1;
+  return slot_check_echo(s);
 }
 
 static int run_cps(int parallel, double duration) {
@@ -663,13 +849,13 @@ static int run_cps(int parallel, double duration) {
     t = now_ns();
     for (int k = 0; k < n; k++) {
       slot_t *s = evs[k].data.ptr;
-      if (slot_event(s)) {
+      int r = slot_event(s);
+      // TLS: a connection counts once it has also closed cleanly.
+      if (r == 1 && s->ssl) r = slot_tls_closing(s);
+      if (r == 1 || r == 2) {
         lat_push(&lat, now_ns() - s->t0);
         ok++;
-        epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
-        close(s->fd);
-        s->fd = -1;
-        s->state = S_FREE;
+        slot_release(s);
       }
     }
     if (t - last_sweep > 50000000ull) {
@@ -702,11 +888,11 @@ static int idle_events(struct epoll_event *evs, int n, uint64_t *ok) {
   int finished = 0;
   for (int k = 0; k < n; k++) {
     slot_t *s = evs[k].data.ptr;
-    int done = slot_event(s);
+    int done = slot_event(s) == 1;
     if (done) {
       (*ok)++;
       s->state = S_OPEN;
-      epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
+      slot_unwatch(s);
     }
     if (done || s->state == S_FREE) finished++;
   }
@@ -716,23 +902,34 @@ static int idle_events(struct epoll_event *evs, int n, uint64_t *ok) {
 /** Round-trips one byte on every open slot at once; returns how many answered correctly. */
 static uint64_t idle_check(slot_t *slots, int conns, uint8_t byte, double timeout_s) {
   int pending = 0;
+  uint64_t ok = 0;
   for (int i = 0; i < conns; i++) {
     slot_t *s = &slots[i];
     if (s->state != S_OPEN) continue;
     s->msg[0] = byte;
     s->size = 1;
     s->got = 0;
+    s->state = S_SENT;
+    if (s->ssl) {
+      s->written = 0;
+      int r = slot_tls_exchange(s);
+      if (r == 1) {
+        ok++;
+        s->state = S_OPEN;
+        slot_unwatch(s);
+      }
+      if (r == 0) pending++;
+      continue;
+    }
     if (write(s->fd, s->msg, 1) != 1) {
       fails[F_WRITE]++;
       s->state = S_FREE;
       continue;
     }
-    s->state = S_SENT;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
-    epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev);
+    slot_watch(s, EPOLLIN);
     pending++;
   }
-  uint64_t ok = 0, deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+  uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
   struct epoll_event evs[1024];
   while (pending > 0 && now_ns() < deadline) {
     int n = epoll_wait(ep, evs, 1024, 100);
@@ -771,7 +968,7 @@ static int run_idle(int conns, int parallel) {
     if (t - last_sweep > 100000000ull) {
       last_sweep = t;
       for (int i = 0; i < next; i++)
-        if ((slots[i].state == S_CONNECTING || slots[i].state == S_SENT) && t - slots[i].t0 > timeout) {
+        if (slots[i].state != S_FREE && slots[i].state != S_OPEN && t - slots[i].t0 > timeout) {
           slot_fail(&slots[i], F_TIMEOUT);
           active--;
         }
@@ -793,7 +990,7 @@ static int run_idle(int conns, int parallel) {
   printf("}\n");
   fflush(stdout);
   for (int i = 0; i < conns; i++)
-    if (slots[i].fd >= 0 && slots[i].state != S_FREE) close(slots[i].fd);
+    if (slots[i].fd >= 0 && slots[i].state != S_FREE) tls_drop(slots[i].ssl, slots[i].fd);
   return 0;
 }
 
@@ -807,6 +1004,34 @@ typedef struct {
   const char *why;
 } bulk_t;
 
+/** Writes all of buf to the stream (TLS when ssl is set); -1 with b->why set on failure. */
+static int bulk_write(bulk_t *b, int fd, SSL *ssl, const void *buf, size_t n) {
+  int kind;
+  if (ssl ? tls_write_all(ssl, buf, n, &kind) == 0 : write_all(fd, buf, n) == 0) return 0;
+  b->why = ssl ? fail_names[kind] : strerror(errno);
+  return -1;
+}
+
+/** Up to n bytes from the stream: > 0 bytes, 0 at a clean end (FIN; with TLS, close_notify), -1 with b->why set. */
+static ssize_t bulk_read(bulk_t *b, int fd, SSL *ssl, void *buf, size_t n) {
+  if (!ssl) {
+    for (;;) {
+      ssize_t r = read(fd, buf, n);
+      if (r >= 0) return r;
+      if (errno == EINTR) continue;
+      b->why = strerror(errno);
+      return -1;
+    }
+  }
+  int r = SSL_read(ssl, buf, (int)(n > INT32_MAX ? INT32_MAX : n));
+  if (r > 0) return r;
+  if (SSL_get_error(ssl, r) == SSL_ERROR_ZERO_RETURN) return 0;
+  int kind = tls_fail_kind(ssl, r);
+  // A FIN without close_notify: every byte may have arrived, but the stream did not end cleanly.
+  b->why = kind == F_EOF ? "EOF without close_notify" : fail_names[kind];
+  return -1;
+}
+
 static void *bulk_stream(void *arg) {
   bulk_t *b = arg;
   uint8_t hdr[HDR_LEN] = {0};
@@ -816,6 +1041,18 @@ static void *bulk_stream(void *arg) {
     b->why = strerror(errno);
     return NULL;
   }
+  SSL *ssl = NULL;
+  if (tls_ctx) {
+    ssl = tls_new(fd);
+    int r = ssl ? SSL_connect(ssl) : 0;
+    if (r != 1) {
+      if (ssl) tls_fail_kind(ssl, r);
+      b->failed = 1;
+      b->why = tls_first_error[0] ? tls_first_error : "TLS handshake failed";
+      tls_drop(ssl, fd);
+      return NULL;
+    }
+  }
   uint32_t ms = (uint32_t)(b->duration * 1000);
   memcpy(hdr, b->up ? "\0SNK" : "\0SRC", 4);
   hdr[4] = (uint8_t)ms;
@@ -823,15 +1060,23 @@ static void *bulk_stream(void *arg) {
   hdr[6] = (uint8_t)(ms >> 16);
   hdr[7] = (uint8_t)(ms >> 24);
   uint64_t t0 = now_ns();
-  if (write_all(fd, hdr, sizeof hdr) < 0) {
+  if (bulk_write(b, fd, ssl, hdr, sizeof hdr) < 0) {
     b->failed = 1;
     b->why = "header write";
-    close(fd);
+    tls_drop(ssl, fd);
     return NULL;
   }
   if (b->up) {
     uint64_t end = t0 + (uint64_t)(b->duration * 1e9);
     while (now_ns() < end) {
+      if (ssl) {
+        if (bulk_write(b, fd, ssl, pat + b->bytes % PAT_LEN, MAXIO) < 0) {
+          b->failed = 1;
+          break;
+        }
+        b->bytes += MAXIO;
+        continue;
+      }
       ssize_t w = write(fd, pat + b->bytes % PAT_LEN, MAXIO);
       if (w < 0) {
         if (errno == EINTR) continue;
@@ -841,9 +1086,17 @@ static void *bulk_stream(void *arg) {
       }
       b->bytes += (uint64_t)w;
     }
+    // The half-close the sink answers: with TLS, close_notify then FIN (TLS
+    // 1.3 lets the peer go on sending after our close_notify).
+    if (ssl && !b->failed && SSL_shutdown(ssl) < 0) {
+      tls_fail_kind(ssl, -1);
+      b->failed = 1;
+      b->why = "close_notify not sent";
+    }
     shutdown(fd, SHUT_WR);
     uint8_t t[HDR_LEN];
-    if (!b->failed && read_all(fd, t, sizeof t) < 0) {
+    int kind = F_OTHER;
+    if (!b->failed && (ssl ? tls_read_all(ssl, t, sizeof t, &kind) : read_all(fd, t, sizeof t)) < 0) {
       b->failed = 1;
       b->why = "no trailer from the sink";
     } else if (!b->failed) {
@@ -857,12 +1110,10 @@ static void *bulk_stream(void *arg) {
   } else {
     uint8_t *buf = malloc(MAXIO);
     for (;;) {
-      ssize_t r = read(fd, buf, MAXIO);
+      ssize_t r = bulk_read(b, fd, ssl, buf, MAXIO);
       if (r == 0) break;
       if (r < 0) {
-        if (errno == EINTR) continue;
         b->failed = 1;
-        b->why = strerror(errno);
         break;
       }
       b->bad += pattern_mismatch(buf, (size_t)r, b->bytes);
@@ -875,7 +1126,7 @@ static void *bulk_stream(void *arg) {
     }
   }
   b->ns = now_ns() - t0;
-  close(fd);
+  tls_drop(ssl, fd);
   return NULL;
 }
 
@@ -917,7 +1168,7 @@ int main(int argc, char **argv) {
   if (argc < 2) die("usage: kpbench server|rr|cps|bulk|idle --port P [options]");
   signal(SIGPIPE, SIG_IGN);
   make_pattern();
-  const char *mode = argv[1];
+  const char *mode = argv[1], *tls_ca = NULL;
   int conns = 1, parallel = 32, streams = 1, up = 1;
   size_t size = 64;
   double duration = 3, warmup = 0.5;
@@ -933,11 +1184,16 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--size")) size = (size_t)atoi(v);
     else if (!strcmp(a, "--duration")) duration = atof(v);
     else if (!strcmp(a, "--warmup")) warmup = atof(v);
+    else if (!strcmp(a, "--tls-ca")) tls_ca = v;
     else if (!strcmp(a, "--dir")) up = !strcmp(v, "up") ? 1 : !strcmp(v, "down") ? 0 : (die("--dir up|down"), 0);
     else die("unknown option %s", a);
   }
   if (port <= 0) die("--port is required");
   setvbuf(stdout, NULL, _IOLBF, 0);
+  if (tls_ca) {
+    if (!strcmp(mode, "server") || !strcmp(mode, "rr")) die("--tls-ca is for cps, bulk and idle");
+    tls_init(tls_ca);
+  }
   if (!strcmp(mode, "server")) run_server();
   if (!strcmp(mode, "rr")) return run_rr(conns, size, duration, warmup);
   if (!strcmp(mode, "cps")) return run_cps(parallel, duration);

@@ -1,11 +1,12 @@
 // Turns the raw results of bench/run.mjs (results/latest.json) into
 // bench/RESULTS.md: per scenario × target the median over rounds, its
 // min–max, the median of the per-round ratios to the direct connection, and a
-// section that judges keepalive-proxy against HAProxy on the issue's targets.
+// section that judges keepalive-proxy against HAProxy on the issue's targets,
+// and one that judges its TLS termination against HAProxy's and stunnel's.
 //
 //   node bench/run.mjs --report-only      re-renders RESULTS.md from latest.json
 
-import { judged } from "./targets.mjs";
+import { judged, judgedTls } from "./targets.mjs";
 
 const SCENARIO_TITLES = {
   rr1: "Request/response, 64 B, 1 connection",
@@ -14,7 +15,17 @@ const SCENARIO_TITLES = {
   "bulk-up": "Bulk transfer, client → upstream (one connection)",
   "bulk-down": "Bulk transfer, upstream → client (one connection)",
   idle: "Idle proxied connections held open",
+  "tls-cps": "TLS: a new TLS 1.3 session per request (full handshake, 64 B there and back, clean close), 32 in parallel",
+  "tls-bulk-up": "TLS: bulk transfer through TLS termination, client → upstream (one connection)",
+  "tls-bulk-down": "TLS: bulk transfer through TLS termination, upstream → client (one connection)",
+  "tls-idle": "TLS: idle TLS sessions held open",
 };
+
+/** Scenarios whose runs hold connections open and count those still working at the end. */
+const IDLE_SCENARIOS = new Set(["idle", "tls-idle"]);
+
+/** Targets of the scenario's kind: TLS targets for TLS scenarios, the others for plaintext ones (results from before TLS have no `tls`). */
+const ofKind = (targets, scenario) => targets.filter((t) => Boolean(t.tls) === scenario.startsWith("tls-"));
 
 /** Median of numbers (mean of the middle two for an even count). */
 function median(xs) {
@@ -70,7 +81,7 @@ const metric = {
 /** Failed operations in one run: connections, transactions, streams or idle connections not working at the end. */
 export function failuresOf(run) {
   if (!run.ok) return 1;
-  if (run.scenario === "idle") return run.load.conns - run.load.working;
+  if (IDLE_SCENARIOS.has(run.scenario)) return run.load.conns - run.load.working;
   return run.load.failed ?? 0;
 }
 
@@ -189,6 +200,63 @@ function scenarioTable(res, scenario, targets) {
             t.name === d ? "–" : fmt(median(res.values(t.name, scenario, metric.processes)), 0),
             working.length ? `${fmt(Math.min(...working), 0)} / ${fmt(Math.max(...conns), 0)}` : "–",
             cell(res.values(t.name, scenario, metric.cpuUsPerOpen), 1),
+          ];
+        }),
+      );
+    default:
+      return tlsScenarioTable(res, scenario, targets);
+  }
+}
+
+/**
+ * The TLS scenarios' tables: there is no direct TLS connection to compare
+ * with, so the base of the ratios is HAProxy TLS in the same round.
+ */
+function tlsScenarioTable(res, scenario, targets) {
+  const base = judgedTls.reference;
+  const label = (t) => (t.group === "ours" ? `**${t.label}**` : t.label);
+  const vsBase = (t, fn) => (t.name === base ? "1×" : ratioCell(res.paired(t.name, base, scenario, fn)));
+  switch (scenario) {
+    case "tls-cps":
+      return table(
+        ["target", "sessions/s", "× HAProxy TLS", "p50 µs", "p99 µs", "failed (all rounds)", "proxy CPU µs/session"],
+        targets.map((t) => [
+          label(t),
+          cell(res.values(t.name, scenario, metric.cps), 0),
+          vsBase(t, metric.cps),
+          cell(res.values(t.name, scenario, metric.p50), 0),
+          cell(res.values(t.name, scenario, metric.p99), 0),
+          String(res.failures(t.name, scenario)),
+          cell(res.values(t.name, scenario, metric.cpuUsPerConn), 0),
+        ]),
+      );
+    case "tls-bulk-up":
+    case "tls-bulk-down":
+      return table(
+        ["target", "MB/s", "× HAProxy TLS", "proxy CPU s/GB", "failed (all rounds)"],
+        targets.map((t) => [
+          label(t),
+          cell(res.values(t.name, scenario, metric.mbps), 0),
+          vsBase(t, metric.mbps),
+          cell(res.values(t.name, scenario, metric.cpuSPerGB), 2),
+          String(res.failures(t.name, scenario)),
+        ]),
+      );
+    case "tls-idle":
+      return table(
+        ["target", "sessions", "time to open ms", "RSS KiB/session (VmRSS)", "PSS KiB/session", "processes", "working after (worst round)", "proxy CPU µs/session to open"],
+        targets.map((t) => {
+          const working = res.values(t.name, scenario, metric.working);
+          const conns = res.values(t.name, scenario, (r) => r.load.conns);
+          return [
+            label(t),
+            conns.length ? fmt(Math.max(...conns), 0) : "–",
+            cell(res.values(t.name, scenario, metric.openMs), 0),
+            cell(res.values(t.name, scenario, metric.rssKiBPerConn), 2),
+            cell(res.values(t.name, scenario, metric.pssKiBPerConn), 2),
+            fmt(median(res.values(t.name, scenario, metric.processes)), 0),
+            working.length ? `${fmt(Math.min(...working), 0)} / ${fmt(Math.max(...conns), 0)}` : "–",
+            cell(res.values(t.name, scenario, metric.cpuUsPerOpen), 0),
           ];
         }),
       );
@@ -315,12 +383,105 @@ function targetsSection(res, data) {
   return `${note}${table([...header, `${alt.label}, compared the same way`], rows)}`;
 }
 
+/** Whether the run measured TLS termination at all (results from before it did not). */
+const hasTls = (data) => data.meta.targets.some((t) => t.tls) && data.runs.some((r) => r.scenario.startsWith("tls-"));
+
+/**
+ * Issue 13's TLS targets: keepalive-proxy's TLS termination against HAProxy's
+ * (≥ 0.8× on new sessions/s and on bulk MB/s each way) and against stunnel's
+ * (ahead on the same), each ratio taken within a round, then the median; CPU
+ * per session and RSS per idle session are reported beside them, not judged.
+ */
+function tlsSection(res, data) {
+  const targets = data.meta.targets;
+  const find = (name) => targets.find((t) => t.name === name);
+  const ours = find(judgedTls.ours);
+  const ref = find(judgedTls.reference);
+  const rival = find(judgedTls.rival);
+  const alt = find(judgedTls.alt);
+  if (!ours || !ref) return `_${ours ? "HAProxy TLS" : "keepalive-proxy TLS"} was not in this run: no TLS targets judged._`;
+  const med = (xs) => median(xs);
+  const ratio = (a, b, scenario, fn) => {
+    const r = a && b ? res.paired(a.name, b.name, scenario, fn) : [];
+    return { m: med(r), text: r.length ? `${fmt(med(r), 2)}×${spread(r, 2)}` : "–" };
+  };
+  const value = (t, scenario, fn, digits, unit) => (t ? withUnit(med(res.values(t.name, scenario, fn)), digits, unit) : "–");
+  const rows = [];
+  const judgedRow = (what, scenario, fn, unit) => {
+    const vsRef = ratio(ours, ref, scenario, fn);
+    const vsRival = ratio(ours, rival, scenario, fn);
+    const altR = ratio(alt, ref, scenario, fn);
+    rows.push([
+      what,
+      value(ours, scenario, fn, 0, unit),
+      value(ref, scenario, fn, 0, unit),
+      value(rival, scenario, fn, 0, unit),
+      vsRef.text,
+      verdict(vsRef.m === undefined ? undefined : vsRef.m >= 0.8),
+      vsRival.text,
+      verdict(vsRival.m === undefined ? undefined : vsRival.m > 1),
+      altR.m === undefined ? "–" : `${fmt(altR.m, 2)}×`,
+    ]);
+  };
+  judgedRow("new TLS sessions/s, 32 parallel", "tls-cps", metric.cps, "/s");
+  judgedRow("bulk MB/s through TLS, client → upstream", "tls-bulk-up", metric.mbps, "MB/s");
+  judgedRow("bulk MB/s through TLS, upstream → client", "tls-bulk-down", metric.mbps, "MB/s");
+  const reportedRow = (what, scenario, fn, digits, unit) => {
+    const altR = ratio(alt, ref, scenario, fn);
+    rows.push([
+      what,
+      value(ours, scenario, fn, digits, unit),
+      value(ref, scenario, fn, digits, unit),
+      value(rival, scenario, fn, digits, unit),
+      ratio(ours, ref, scenario, fn).text,
+      "reported",
+      ratio(ours, rival, scenario, fn).text,
+      "reported",
+      altR.m === undefined ? "–" : `${fmt(altR.m, 2)}×`,
+    ]);
+  };
+  reportedRow("proxy CPU per new TLS session", "tls-cps", metric.cpuUsPerConn, 0, "µs");
+  const held = Math.max(0, ...res.values(ours.name, "tls-idle", (r) => r.load.conns));
+  reportedRow(`RSS per idle TLS session${held ? ` (${fmt(held, 0)} held)` : ""}`, "tls-idle", metric.rssKiBPerConn, 1, "KiB");
+  {
+    const tlsRuns = (t) => res.runs.filter((r) => t && r.target === t.name && r.scenario.startsWith("tls-"));
+    const count = (t) => (t ? String(tlsRuns(t).reduce((n, r) => n + failuresOf(r), 0)) : "–");
+    const n = tlsRuns(ours).reduce((k, r) => k + failuresOf(r), 0);
+    const ok = tlsRuns(ours).length ? n === 0 : undefined;
+    rows.push(["failed connections, every TLS scenario and round", count(ours), count(ref), count(rival), "–", verdict(ok), "–", verdict(ok), alt ? count(alt) : "–"]);
+  }
+  const header = ["TLS 1.3 termination", ours.label, ref.label, rival?.label ?? "stunnel (not run)", "÷ HAProxy, same round", "goal ≥ 0.8×", "÷ stunnel, same round", "goal: ahead"];
+  if (!alt) return table(header, rows.map((r) => r.slice(0, -1)));
+  return table([...header, `${alt.label} ÷ HAProxy`], rows);
+}
+
+/** One line per TLS target: sessions/s, CPU per session and per GB each way, memory per idle TLS session. */
+function tlsCostSection(res, data) {
+  const rows = data.meta.targets
+    .filter((t) => t.tls)
+    .map((t) => [
+      t.group === "ours" ? `**${t.label}**` : t.label,
+      fmt(median(res.values(t.name, "tls-cps", (r) => r.processes)), 0),
+      fmt(median(res.values(t.name, "tls-cps", metric.cps)), 0),
+      fmt(median(res.values(t.name, "tls-cps", metric.cpuUsPerConn)), 0),
+      fmt(median(res.values(t.name, "tls-bulk-up", metric.cpuSPerGB)), 2),
+      fmt(median(res.values(t.name, "tls-bulk-down", metric.cpuSPerGB)), 2),
+      fmt(median(res.values(t.name, "tls-idle", metric.rssKiBPerConn)), 1),
+      fmt(median(res.values(t.name, "tls-idle", metric.pssKiBPerConn)), 1),
+      String(res.runs.filter((r) => r.target === t.name).reduce((n, r) => n + failuresOf(r), 0)),
+    ]);
+  return table(
+    ["TLS target", "processes", "new TLS sessions/s", "CPU µs per TLS session", "CPU s/GB client → upstream", "CPU s/GB upstream → client", "RSS KiB per idle TLS session", "PSS KiB per idle TLS session", "failed, all TLS scenarios and rounds"],
+    rows,
+  );
+}
+
 /**
  * One line per target: the proxy's CPU per unit of work in each scenario and
  * its resident memory per idle connection, summed over all its processes.
  */
 function costSection(res, data) {
-  const proxies = data.meta.targets.filter((t) => t.group !== "direct");
+  const proxies = data.meta.targets.filter((t) => t.group !== "direct" && !t.tls);
   const idleConns = (t) => res.values(t.name, "idle", (r) => r.load.conns);
   const processes = (t) => {
     const idle = res.values(t.name, "idle", (r) => r.memoryAfter?.processes);
@@ -330,6 +491,7 @@ function costSection(res, data) {
     return `${v.length ? fmt(median(v), 0) : "–"}${sockets.length ? ` / ${fmt(Math.max(...sockets), 0)}` : ""}`;
   };
   const failures = (t) => res.runs.filter((r) => r.target === t.name).reduce((n, r) => n + failuresOf(r), 0);
+  if (proxies.length === 0) return "_No plaintext proxy in this run._";
   const rows = proxies.map((t) => [
     t.group === "ours" ? `**${t.label}**` : t.label,
     processes(t),
@@ -443,8 +605,15 @@ export function renderReadmeSummary(data) {
     "What each target costs, summed over all its processes (CPU from /proc/PID/stat, memory as VmRSS after opening the idle connections minus at start):",
     "",
     costSection(res, data),
+    ...(hasTls(data) ? ["", tlsIntro(data), "", tlsSection(res, data), "", tlsCostSection(res, data)] : []),
     ...(skippedLines(data).length ? ["", ...skippedLines(data)] : []),
   ].join("\n");
+}
+
+/** What the TLS figures are, in one sentence. */
+function tlsIntro(data) {
+  const m = data.meta.machine;
+  return `TLS termination (issue 13): TLS 1.3 from the load generator, one ECDSA P-256 certificate made for the run and served by every TLS target, a full handshake per session (no resumption), plaintext to the same upstream server; ${m.versions.openssl ?? "OpenSSL"} for HAProxy and stunnel (${m.versions.stunnel ?? "stunnel"}), Node's own OpenSSL for keepalive-proxy. Judged on same-round ratios:`;
 }
 
 /** The whole RESULTS.md. */
@@ -473,9 +642,16 @@ export function renderReport(data) {
     costSection(res, data),
     "",
     ...(skippedLines(data).length ? [...skippedLines(data), ""] : []),
+    ...(hasTls(data) ? ["## TLS termination: keepalive-proxy against HAProxy TLS and stunnel", "", tlsIntro(data), "", tlsSection(res, data), "", tlsCostSection(res, data), ""] : []),
   ];
   for (const scenario of data.meta.scenarios) {
-    parts.push(`## ${SCENARIO_TITLES[scenario] ?? scenario}`, "", scenarioTable(res, scenario, targets), "");
+    parts.push(`## ${SCENARIO_TITLES[scenario] ?? scenario}`, "", scenarioTable(res, scenario, ofKind(targets, scenario)), "");
+    if (scenario === "tls-idle") {
+      parts.push(
+        `A TLS session counts as open once its handshake is done and one byte has gone through the proxy to the upstream and back. RSS per session is (VmRSS after opening − VmRSS just after start) / sessions, summed over the proxy's processes; stunnel holds a thread per session.`,
+        "",
+      );
+    }
     if (scenario === "idle") {
       const notes = targets.filter((x) => x.note);
       for (const t of notes) parts.push(`- ${t.label}: ${t.note}.`);

@@ -4,7 +4,8 @@
 // bench/run.sh (which installs and builds what this needs); see bench/README.md.
 //
 //   node bench/run.mjs [--quick] [--rounds N] [--duration S] [--targets a,b] [--scenarios a,b]
-//                      [--idle-conns N] [--out FILE] [--report FILE] [--report-only [--readme]] [--keep-logs]
+//                      [--idle-conns N] [--tls-idle-conns N] [--out FILE] [--report FILE]
+//                      [--report-only [--readme]] [--keep-logs]
 //                      [--skip-readme]
 //
 // A full run (no --quick, --targets or --scenarios) also rewrites the summary
@@ -26,6 +27,7 @@ import { parseArgs } from "node:util";
 import { renderReadmeSummary, renderReport } from "./report.mjs";
 import { freePort } from "./ports.mjs";
 import { chooseTargets, cliFlags } from "./targets.mjs";
+import { makeBenchCertificate } from "./tls-cert.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -40,6 +42,7 @@ const { values: opts } = parseArgs({
     targets: { type: "string" },
     scenarios: { type: "string" },
     "idle-conns": { type: "string" },
+    "tls-idle-conns": { type: "string" },
     out: { type: "string" },
     report: { type: "string" },
     "report-only": { type: "boolean", default: false },
@@ -56,7 +59,12 @@ const settleS = opts.quick ? 0.5 : 1; // between opening the idle connections an
 const outFile = opts.out ?? path.join(here, "results", opts.quick ? "quick.json" : "latest.json");
 const reportFile = opts.report ?? (opts.quick ? path.join(here, "results", "quick.md") : path.join(here, "RESULTS.md"));
 
-/** The scenarios in the order each round runs them; `args` are kpbench's. */
+/**
+ * The scenarios in the order each round runs them; `args` are kpbench's. A
+ * `tls` scenario runs on the targets that declare `tls` (and gets the run's
+ * CA as --tls-ca), a plaintext one on the others; `idle` ones get a freshly
+ * started target each.
+ */
 const scenarios = [
   { name: "rr1", args: () => ["rr", "--conns", "1", "--size", "64", "--duration", String(duration), "--warmup", String(warmup)] },
   { name: "rr50", args: () => ["rr", "--conns", "50", "--size", "64", "--duration", String(duration), "--warmup", String(warmup)] },
@@ -64,7 +72,19 @@ const scenarios = [
   { name: "bulk-up", args: () => ["bulk", "--dir", "up", "--duration", String(duration)] },
   { name: "bulk-down", args: () => ["bulk", "--dir", "down", "--duration", String(duration)] },
   { name: "idle", idle: true },
+  { name: "tls-cps", tls: true, args: () => ["cps", "--parallel", "32", "--duration", String(duration)] },
+  { name: "tls-bulk-up", tls: true, args: () => ["bulk", "--dir", "up", "--duration", String(duration)] },
+  { name: "tls-bulk-down", tls: true, args: () => ["bulk", "--dir", "down", "--duration", String(duration)] },
+  // Fewer connections than plaintext idle: each costs a full handshake to
+  // open, and stunnel holds a thread per connection.
+  { name: "tls-idle", tls: true, idle: true },
 ];
+
+/** Whether scenario runs on target: TLS scenarios on TLS targets, plaintext ones on the rest. */
+const runsOn = (scenario, target) => Boolean(scenario.tls) === Boolean(target.tls);
+
+/** kpbench's --tls-ca for a TLS scenario, nothing for a plaintext one. */
+const tlsArgs = (scenario, env) => (scenario.tls ? ["--tls-ca", env.tls.ca] : []);
 
 if (opts["report-only"]) {
   const data = JSON.parse(fs.readFileSync(outFile, "utf8"));
@@ -387,6 +407,7 @@ async function startTarget(target, env) {
     node: process.execPath,
     idleConns: env.idleConns,
     fdLimit: env.fdLimit,
+    tls: env.tls,
   };
   const spec = target.start(ctx);
   for (const [name, text] of Object.entries(spec.files ?? {})) fs.writeFileSync(path.join(dir, name), text);
@@ -415,7 +436,7 @@ async function measure(running, scenario, env) {
   const server0 = groupCpuSeconds(env.server.pid);
   const cpu0 = running.cpuSplit();
   const t0 = performance.now();
-  const [result] = await runLoad([...scenario.args(), "--port", String(running.port)], {
+  const [result] = await runLoad([...scenario.args(), ...tlsArgs(scenario, env), "--port", String(running.port)], {
     timeoutMs: (duration + warmup) * 1000 + 60_000,
   });
   const wallS = (performance.now() - t0) / 1000;
@@ -434,15 +455,15 @@ async function measure(running, scenario, env) {
   };
 }
 
-/** Opens idleConns connections through a freshly started target, reads its memory, then checks every one. */
-async function measureIdle(running, env) {
+/** Opens idle connections through a freshly started target, reads its memory, then checks every one. */
+async function measureIdle(running, scenario, env) {
   await sleep(settleS * 300);
   const before = running.pgid ? groupMemoryKiB(running.pgid, { perProcess: true }) : null;
   const cpu0 = running.cpu();
   let after = null;
   let cpuOpen = null;
-  const conns = Math.min(env.idleConns, running.target.idleConns ?? Number.POSITIVE_INFINITY);
-  const lines = await runLoad(["idle", "--port", String(running.port), "--conns", String(conns), "--parallel", "256"], {
+  const conns = Math.min(scenario.tls ? env.tlsIdleConns : env.idleConns, running.target.idleConns ?? Number.POSITIVE_INFINITY);
+  const lines = await runLoad(["idle", ...tlsArgs(scenario, env), "--port", String(running.port), "--conns", String(conns), "--parallel", "256"], {
     timeoutMs: 180_000,
     onLine: async (line, child) => {
       if (line.phase !== "opened") return;
@@ -473,6 +494,8 @@ function describeMachine() {
       haproxy: versionLine("haproxy", ["-v"], /HAProxy version \S+/),
       nginx: versionLine("nginx", ["-v"], /nginx\/\S+/),
       socat: versionLine("socat", ["-V"], /socat version \S+/),
+      stunnel: versionLine("stunnel", ["-version"], /stunnel \S+/),
+      openssl: versionLine("openssl", ["version"], /OpenSSL \S+/),
       gcc: versionLine("gcc", ["--version"], /gcc.*/),
     },
     gitCommit: versionLine("git", ["-C", root, "rev-parse", "--short", "HEAD"], /\S+/),
@@ -513,12 +536,15 @@ async function main() {
   // it), the count is reduced to what fits and the report says so.
   const limit = fdLimit();
   const idleConns = Number(opts["idle-conns"] ?? Math.min(10_000, Math.floor((limit - 100) / 2 / 100) * 100));
+  const tlsIdleConns = Math.min(idleConns, Number(opts["tls-idle-conns"] ?? 2000));
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "kpbench-"));
   const upstreamPort = await freePort();
   const serverLog = path.join(workDir, "server.log");
   const server = spawnGroup(kpbench, ["server", "--port", String(upstreamPort)], serverLog);
   await pollUntil(() => listening(upstreamPort), 5000, "the upstream server");
-  const env = { workDir, upstreamPort, server, idleConns, fdLimit: limit };
+  // One certificate for every TLS target of the run.
+  const tls = targets.some((t) => t.tls) && chosen.some((s) => s.tls) ? makeBenchCertificate(path.join(workDir, "tls")) : undefined;
+  const env = { workDir, upstreamPort, server, idleConns, tlsIdleConns, fdLimit: limit, tls };
 
   const machine = describeMachine();
   const data = {
@@ -529,10 +555,11 @@ async function main() {
       durationS: duration,
       warmupS: warmup,
       idleConns,
+      tlsIdleConns,
       fdLimit: limit,
       machine,
       loadavgStart: loadavg(),
-      targets: targets.map(({ name, label, group, idleConns, note, standInFor }) => ({ name, label, group, idleConns, note, standInFor })),
+      targets: targets.map(({ name, label, group, idleConns, note, standInFor, tls }) => ({ name, label, group, idleConns, note, standInFor, tls })),
       skipped,
       scenarios: chosen.map((s) => s.name),
     },
@@ -563,6 +590,7 @@ async function main() {
       const startErrors = new Map();
       try {
         for (const t of order) {
+          if (!timed.some((s) => runsOn(s, t))) continue;
           try {
             running.set(t.name, await startTarget(t, env));
           } catch (error) {
@@ -572,6 +600,7 @@ async function main() {
         }
         for (const scenario of timed) {
           for (const [position, t] of order.entries()) {
+            if (!runsOn(scenario, t)) continue;
             const run = { round, position, target: t.name, scenario: scenario.name, startedAt: new Date().toISOString() };
             try {
               if (startErrors.has(t.name)) throw new Error(`did not start: ${startErrors.get(t.name)}`);
@@ -592,14 +621,15 @@ async function main() {
       }
     }
 
-    if (chosen.some((s) => s.idle)) {
+    for (const scenario of chosen.filter((s) => s.idle)) {
       // A fresh process per target, so that "before" is its memory at start.
       for (const [position, t] of order.entries()) {
-        const run = { round, position, target: t.name, scenario: "idle", startedAt: new Date().toISOString() };
+        if (!runsOn(scenario, t)) continue;
+        const run = { round, position, target: t.name, scenario: scenario.name, startedAt: new Date().toISOString() };
         let running;
         try {
           running = await startTarget(t, env);
-          Object.assign(run, await measureIdle(running, env));
+          Object.assign(run, await measureIdle(running, scenario, env));
           run.ok = true;
         } catch (error) {
           run.ok = false;
@@ -608,7 +638,7 @@ async function main() {
           if (running) await running.stop();
         }
         data.runs.push(run);
-        log(`  ${"idle".padEnd(9)} ${t.name.padEnd(11)} ${summarise(run)}`);
+        log(`  ${scenario.name.padEnd(9)} ${t.name.padEnd(11)} ${summarise(run)}`);
         await sleep(200);
       }
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark's one command (npm run bench): installs HAProxy, nginx with the
-# stream module and socat from Debian when missing, compiles the load
+# stream module, socat, stunnel and OpenSSL from Debian when missing, compiles the load
 # generator, builds the proxy, raises the fd limit and runs bench/run.mjs,
 # which writes bench/results/latest.json and bench/RESULTS.md.
 #
@@ -17,6 +17,11 @@ command -v socat >/dev/null || need+=(socat)
 command -v nginx >/dev/null || need+=(nginx-light)
 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
+# The TLS scenarios: stunnel as a target, openssl for the run's certificate,
+# libssl-dev for the load generator's TLS client.
+command -v stunnel >/dev/null || need+=(stunnel4)
+command -v openssl >/dev/null || need+=(openssl)
+[ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bench: installing ${need[*]}" >&2
   SUDO=""
@@ -27,7 +32,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 mkdir -p bench/.build
-gcc -O2 -Wall -Wextra -std=gnu11 -pthread -o bench/.build/kpbench bench/kpbench.c
+gcc -O2 -Wall -Wextra -std=gnu11 -pthread -o bench/.build/kpbench bench/kpbench.c -lssl -lcrypto
 
 [ -d node_modules ] || npm ci --no-audit --no-fund >&2
 npm run --silent build

@@ -20,15 +20,22 @@
 //   ready    async (ctx) => boolean: polled after the port listens, until true
 //            (keepalive-proxy: /readyz, 200 once every worker listens)
 //   idleConns  fewer idle connections than the others get, with `note` saying why
+//   tls      true: terminates TLS (ctx.tls holds the run's certificate files) and
+//            runs the TLS scenarios only; the others run the plaintext ones only
 //
 // Every proxy listens on 127.0.0.1:listenPort and forwards to the upstream
-// server on 127.0.0.1:upstreamPort, with TCP keepalive on both legs.
+// server on 127.0.0.1:upstreamPort, with TCP keepalive on both legs; a TLS
+// target speaks TLS 1.3 on the client leg (the certificate of tls-cert.mjs)
+// and plaintext to the same upstream server.
 
 import { spawnSync } from "node:child_process";
 import path from "node:path";
 
-/** HAProxy in `mode tcp`, keepalive on both legs, its default thread count unless `threads` is given. */
-function haproxy(threads) {
+/**
+ * HAProxy in `mode tcp`, keepalive on both legs, its default thread count
+ * unless `threads` is given; with `tls`, terminating TLS 1.3 on the bind line.
+ */
+function haproxy(threads, { tls = false } = {}) {
   return (ctx) => {
     // Two fds per proxied connection; HAProxy refuses (or warns) when maxconn
     // cannot fit under the fd limit, so it is sized from the limit we have.
@@ -46,7 +53,7 @@ function haproxy(threads) {
       "    timeout server 1h",
       `    maxconn ${maxconn}`,
       "frontend fe",
-      `    bind 127.0.0.1:${ctx.listenPort}`,
+      `    bind 127.0.0.1:${ctx.listenPort}${tls ? ` ssl crt ${ctx.tls.certWithKey} ssl-min-ver TLSv1.3` : ""}`,
       "    default_backend be",
       "backend be",
       `    server up 127.0.0.1:${ctx.upstreamPort}`,
@@ -87,6 +94,29 @@ function nginx(workers) {
     ].join("\n");
     return { cmd: "nginx", args: ["-p", ctx.dir, "-c", path.join(ctx.dir, "nginx.conf"), "-e", path.join(ctx.dir, "nginx-error.log")], files: { "nginx.conf": config } };
   };
+}
+
+/**
+ * stunnel in server mode: TLS 1.3 from the client, plaintext to the upstream,
+ * keepalive on both legs (`l:` the accepted socket, `r:` the one it connects);
+ * in the foreground, logging warnings and worse only.
+ */
+function stunnel(ctx) {
+  const config = [
+    "foreground = yes",
+    "pid =",
+    "debug = warning",
+    "[bench]",
+    `accept = 127.0.0.1:${ctx.listenPort}`,
+    `connect = 127.0.0.1:${ctx.upstreamPort}`,
+    `cert = ${ctx.tls.cert}`,
+    `key = ${ctx.tls.key}`,
+    "sslVersionMin = TLSv1.3",
+    "socket = l:SO_KEEPALIVE=1",
+    "socket = r:SO_KEEPALIVE=1",
+    "",
+  ].join("\n");
+  return { cmd: "stunnel", args: [path.join(ctx.dir, "stunnel.conf")], files: { "stunnel.conf": config } };
 }
 
 /** keepalive-proxy as the CLI runs it; extra flags after the defaults. */
@@ -170,6 +200,38 @@ export const targets = [
     start: keepaliveProxy(["--workers", "1"]),
   },
   {
+    name: "haproxy-tls",
+    label: "HAProxy TLS, default threads",
+    group: "reference",
+    tls: true,
+    start: haproxy(undefined, { tls: true }),
+  },
+  {
+    name: "stunnel-tls",
+    label: "stunnel",
+    group: "reference",
+    tls: true,
+    start: stunnel,
+  },
+  {
+    name: "kp-tls",
+    label: "keepalive-proxy TLS, --workers auto (default)",
+    group: "ours",
+    tls: true,
+    requires: ["--workers", "--tls-cert"],
+    ready: readyz,
+    start: (ctx) => keepaliveProxy(["--workers", "auto", "--tls-cert", ctx.tls.cert, "--tls-key", ctx.tls.key])(ctx),
+  },
+  {
+    name: "kp-tls-1w",
+    label: "keepalive-proxy TLS, --workers 1",
+    group: "ours",
+    tls: true,
+    requires: ["--workers", "--tls-cert"],
+    ready: readyz,
+    start: (ctx) => keepaliveProxy(["--workers", "1", "--tls-cert", ctx.tls.cert, "--tls-key", ctx.tls.key])(ctx),
+  },
+  {
     // A build from before workers has no --workers flag: kp and kp-1w are then
     // skipped, and this measures the proxy as built (one process) instead.
     name: "kp-asbuilt",
@@ -215,6 +277,12 @@ export const targets = [
  * per-connection CPU target compares with (issue 12, item 2).
  */
 export const judged = { ours: "kp", alt: "kp-1w", reference: "haproxy", baseline: "node-pipe" };
+
+/**
+ * What the TLS section judges (issue 13): `ours` against `reference` (≥ 0.8×)
+ * and against `rival` (ahead), in the same rounds; `alt` shown beside it.
+ */
+export const judgedTls = { ours: "kp-tls", alt: "kp-tls-1w", reference: "haproxy-tls", rival: "stunnel-tls" };
 
 /** The long flags `dist/cli.js --help` lists (empty, with `error` set, when the help does not run). */
 export function cliFlags(root, node = process.execPath) {
