@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import pino, { type DestinationStream, type Logger } from "pino";
 import type pretty from "pino-pretty";
+import { LineBatcher } from "./line-batcher.js";
 
 // pino-pretty is loaded only for --log-format pretty: it costs ~8 MB of RSS that a JSON-logging proxy never needs.
 const require = createRequire(import.meta.url);
@@ -44,10 +45,8 @@ export function createLogger(options: LoggerOptions): Logger {
     options.destination ??
     (options.format === "pretty"
       ? (require("pino-pretty") as typeof pretty)({ colorize: process.stdout.isTTY === true, sync: true, singleLine: true, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" })
-      : // Asynchronous: a burst of session-closed lines is coalesced into few
-        // write(2) calls instead of one blocking write each. The CLI flushes
-        // it (flushLogger) before the process exits, so no line is lost.
-        pino.destination({ dest: 1, sync: false, maxWrite: MAX_LOG_WRITE, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS }));
+      : // Asynchronous and batched; the CLI flushes it (flushLogger) before the process exits, so no line is lost.
+        batchedStdout());
   return pino(
     {
       level: options.level,
@@ -57,6 +56,25 @@ export function createLogger(options: LoggerOptions): Logger {
     },
     destination,
   );
+}
+
+/**
+ * Standard output, written asynchronously in batches of whole lines (see
+ * LineBatcher): sonic-boom does the writes (partial writes, EAGAIN, the
+ * synchronous flush at exit), and each batch it gets is at most MAX_LOG_WRITE
+ * bytes. What is still held at exit is written synchronously then.
+ */
+function batchedStdout(): LineBatcher {
+  const sonic = pino.destination({ dest: 1, sync: false, maxWrite: MAX_LOG_WRITE, minLength: 0 });
+  const batcher = new LineBatcher(sonic, { batchBytes: LOG_BATCH_BYTES, maxBytes: MAX_LOG_WRITE, flushMs: LOG_FLUSH_MS });
+  process.once("exit", () => {
+    try {
+      batcher.flushSync();
+    } catch {
+      // stdout is gone (closed pipe): nothing can be written any more
+    }
+  });
+  return batcher;
 }
 
 /** Writes out whatever the logger still buffers; call before process.exit. */

@@ -272,7 +272,7 @@ export class ProxyListener implements SessionOwner {
     const session = new Session(
       this.deps.nextSessionId(),
       client,
-      { listener: settings.name, idleTimeoutMs: settings.idleTimeoutMs, halfCloseTimeoutMs: settings.halfCloseTimeoutMs },
+      settings,
       this.deps.socketOptions,
       this,
       this.deps.logger,

@@ -51,6 +51,8 @@ describe("--workers 2", () => {
     const upstream = await startServer();
     const { proxy, adminPort } = await startTwoWorkers(["--config", writeTempConfig(yaml(upstream.port, ["a"]))]);
     expect(workerPids(proxy.pid)).toHaveLength(2);
+    // Each worker runs with the young-generation cap (README, "Memory").
+    for (const pid of workerPids(proxy.pid)) expect(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")).toContain("--max-semi-space-size=2");
     const ends: Socket[] = [];
     for (let i = 0; i < 200; i++) {
       const { client, server } = await openSession(proxy.port, upstream);

@@ -5,9 +5,13 @@ import { formatHostPort, unmapIPv4 } from "../../util/host-port.js";
 import type { SessionSummary, SessionTls } from "../hooks.js";
 import { CancelSource, type CancelSignal } from "../../util/cancel-signal.js";
 
-/** The settings a session needs from its listener, fixed when it is accepted. */
+/**
+ * The settings a session needs from its listener, fixed when it is accepted.
+ * The listener's own settings object fits it and is shared by its sessions.
+ */
 export interface SessionSettings {
-  readonly listener: string;
+  /** The listener's name. */
+  readonly name: string;
   /** 0 disables the idle timeout. */
   readonly idleTimeoutMs: number;
   /** After one side's FIN, reset both legs when no byte moves the other way for this long; 0 = off. */
@@ -110,8 +114,8 @@ export class Session {
    * nothing waits on it any more.
    */
   private connectCancel: CancelSource | undefined;
-  /** What the client sent while the upstream connect was pending. */
-  private held: Buffer[] = [];
+  /** What the client sent while the upstream connect was pending (made on the first such chunk). */
+  private held: Buffer[] | undefined;
   private heldBytes = 0;
   private halfCloseTimer: NodeJS.Timeout | undefined;
   /** Date.now() of the last byte read on the leg still sending after a FIN (set by markMoved). */
@@ -131,7 +135,8 @@ export class Session {
     leg[kPeer] = undefined;
     client.on("error", legError);
     client.on("end", forwardEnd);
-    client.once("close", legClosed);
+    // on(), not once(): 'close' comes once anyway, and once() costs a wrapper object and a bound function per socket.
+    client.on("close", legClosed);
   }
 
   /**
@@ -171,7 +176,8 @@ export class Session {
 
   /** Keeps one chunk sent before the upstream was attached (called by holdChunk). */
   hold(chunk: Buffer): void {
-    this.held.push(chunk);
+    if (this.held === undefined) this.held = [chunk];
+    else this.held.push(chunk);
     this.heldBytes += chunk.length;
     if (this.heldBytes >= this.client.readableHighWaterMark) this.client.pause();
   }
@@ -183,7 +189,7 @@ export class Session {
 
   /** The listener's name, for observers. */
   get listener(): string {
-    return this.settings.listener;
+    return this.settings.name;
   }
 
   /** `ip:port` of the upstream once a connect was started. */
@@ -227,7 +233,7 @@ export class Session {
     client[kPeer] = upstream;
     upstream.on("error", legError);
     upstream.on("end", forwardEnd);
-    upstream.once("close", legClosed);
+    upstream.on("close", legClosed);
     if (this.settings.idleTimeoutMs > 0) {
       // Every byte either way is read or written on the client socket, so its
       // inactivity is the session's inactivity.
@@ -236,8 +242,8 @@ export class Session {
     if (preamble) upstream.write(preamble);
     client.off("data", holdChunk);
     let upstreamWritable = true;
-    for (const chunk of this.held) upstreamWritable = upstream.write(chunk);
-    this.held = [];
+    if (this.held !== undefined) for (const chunk of this.held) upstreamWritable = upstream.write(chunk);
+    this.held = undefined;
     this.heldBytes = 0;
     upstream.on("drain", resumePeer);
     client.on("drain", resumePeer);
@@ -343,14 +349,14 @@ export class Session {
     if (this.finished) return;
     this.finished = true;
     this.cancelWaits();
-    this.held = [];
+    this.held = undefined;
     if (this.settings.idleTimeoutMs > 0) this.client.setTimeout(0);
     if (this.maxDurationTimer) clearTimeout(this.maxDurationTimer);
     this.stopHalfCloseWatch();
     const reason = this.abortReason ?? this.eofReason ?? CloseReason.ClientEof;
     this.owner.sessionClosed(this, {
       sessionId: this.id,
-      listener: this.settings.listener,
+      listener: this.settings.name,
       client: this.clientAddress,
       upstream: this.upstreamAddress,
       reason,

@@ -56,9 +56,16 @@ export function releaseConnected(socket: Socket): void {
  * (a socket that failed keeps a no-op error listener, since an error already
  * queued may still be emitted), so a long session holds nothing of it.
  */
-export function connectOnce(ip: string, port: number, timeoutMs: number, signal: CancelSignal, prepare?: SocketPreparer): Promise<ConnectOutcome> {
+export function connectOnce(
+  ip: string,
+  port: number,
+  timeoutMs: number,
+  signal: CancelSignal,
+  prepare?: SocketPreparer,
+  /** `ip:port` as the outcome reports it; a caller that keeps one passes it, so a session does not make its own. */
+  address: string = formatHostPort({ host: ip, port }),
+): Promise<ConnectOutcome> {
   const started = performance.now();
-  const address = formatHostPort({ host: ip, port });
   if (signal.aborted) return Promise.resolve({ ok: false, result: "cancelled", errno: undefined, address, durationMs: 0 });
   return new Promise<ConnectOutcome>((resolve) => {
     const socket = new Socket({ allowHalfOpen: true });

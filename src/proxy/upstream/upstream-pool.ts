@@ -112,7 +112,7 @@ export class UpstreamPool {
         return cancelled();
       }
       const candidate = candidates[attempt % candidates.length] as Candidate;
-      last = await connectOnce(candidate.ip, candidate.port, this.policy.connectTimeoutMs, signal, prepare);
+      last = await connectOnce(candidate.ip, candidate.port, this.policy.connectTimeoutMs, signal, prepare, candidate.key);
       if (last.ok) {
         this.recordSuccess(candidate.key);
         onAttempt("ok", last.durationMs, undefined, last.address);
