@@ -1,4 +1,5 @@
 import { type ChildProcess, fork } from "node:child_process";
+import { MALLOC_ARENAS } from "../net/malloc-tuning.js";
 import type { FromWorker, ToWorker } from "./protocol.js";
 
 type Reply<T extends FromWorker["t"]> = Extract<FromWorker, { t: T }>;
@@ -45,7 +46,8 @@ export class WorkerLink {
       // Logs go straight to the supervisor's stdout and stderr: no relay.
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       serialization: "advanced",
-      env: { ...process.env, KEEPALIVE_PROXY_WORKER: String(slot) },
+      // One malloc arena from the first allocation on (see MALLOC_ARENAS), unless the operator chose.
+      env: { MALLOC_ARENA_MAX: String(MALLOC_ARENAS), ...process.env, KEEPALIVE_PROXY_WORKER: String(slot) },
     });
     this.child.on("message", (message: FromWorker) => {
       const id = "id" in message ? message.id : "revokeId" in message ? message.revokeId : undefined;
