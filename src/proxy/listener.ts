@@ -388,7 +388,7 @@ export class ProxyListener implements SessionOwner {
     if (outcome.ok) {
       const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
       session.attachUpstream(outcome.socket, outcome.address, header);
-      releaseConnected(outcome.socket); // the session's own error listener is on it now
+      releaseConnected(outcome.socket);
       if (session.open) this.deps.hooks.sessionOpened?.(session);
       return;
     }

@@ -41,9 +41,13 @@ export function isLocalResourceErrno(code: string | undefined): boolean {
  */
 function heldUntilAttached(): void {}
 
-/** The session has its own error listener now: drop the placeholder. */
+/**
+ * The session has its own error listener now: drop the placeholder. A socket
+ * already destroyed (it failed before the session took it, or the session had
+ * ended) keeps it, since an error it queued may still be emitted.
+ */
 export function releaseConnected(socket: Socket): void {
-  socket.removeListener("error", heldUntilAttached);
+  if (!socket.destroyed) socket.removeListener("error", heldUntilAttached);
 }
 
 /**

@@ -2,6 +2,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import type { CancelSignal } from "../../util/cancel-signal.js";
 import { formatHostPort, type HostPort } from "../../util/host-port.js";
+import { settleOnce } from "../../util/settle-once.js";
 import type { ConnectResult } from "../hooks.js";
 import { type ConnectOutcome, connectOnce, type SocketPreparer } from "./upstream-connector.js";
 
@@ -217,18 +218,11 @@ async function resolveAll(target: HostPort): Promise<Candidate[] | { errno: stri
   }
 }
 
-/** Waits `ms`; resolves false at once (and early) when `signal` aborts. */
+/** Waits `ms` (more than 0); resolves false at once (and early) when `signal` aborts. */
 function abortableDelay(ms: number, signal: CancelSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
+  // A wait with nothing of its own to end it: only its timeout (true) or the signal (false).
   return new Promise((resolve) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
+    settleOnce({ timeoutMs: ms, signal, onTimeout: () => true, onAbort: () => false }, resolve);
   });
 }
