@@ -152,11 +152,11 @@ const prometheus = toolSupport("prometheus");
 const support = !netns.ok ? netns : prometheus;
 
 describe.skipIf(!support.ok)("a real Prometheus and the admin token", () => {
-  test("scrapes /metrics with the token from a credentials file, with the CLI's two workers behind the supervisor", { timeout: 60_000 }, async () => {
+  /** A proxy in a namespace of its own, its admin server guarded by the token in `file`. */
+  async function guardedProxyInNamespace(file: string, workers: number) {
     const lab = new Lab();
     onTestFinished(() => lab.destroy());
     const ns = await lab.namespace("prom");
-    const file = tokenFile();
     const proxy = await ProxyProcess.start(ns, lab, [
       "--listen",
       "127.0.0.1:0",
@@ -167,9 +167,14 @@ describe.skipIf(!support.ok)("a real Prometheus and the admin token", () => {
       "--admin-token-file",
       file,
       "--workers",
-      "2",
+      String(workers),
     ]);
-    const adminPort = await proxy.adminPort();
+    return { lab, ns, adminPort: await proxy.adminPort() };
+  }
+
+  test("scrapes /metrics with the token from a credentials file, with the CLI's two workers behind the supervisor", { timeout: 60_000 }, async () => {
+    const file = tokenFile();
+    const { lab, ns, adminPort } = await guardedProxyInNamespace(file, 2);
     const prom = await PrometheusProcess.start(lab, { ns, targets: [`127.0.0.1:${adminPort}`], credentialsFile: file });
     const up = await prom.waitFor('up{job="keepalive-proxy"}', (s) => s.value === 1, 30_000);
     expect(up.metric.instance).toBe(`127.0.0.1:${adminPort}`);
@@ -178,22 +183,7 @@ describe.skipIf(!support.ok)("a real Prometheus and the admin token", () => {
   });
 
   test("a Prometheus without the token is refused: its target is down", { timeout: 60_000 }, async () => {
-    const lab = new Lab();
-    onTestFinished(() => lab.destroy());
-    const ns = await lab.namespace("prom");
-    const proxy = await ProxyProcess.start(ns, lab, [
-      "--listen",
-      "127.0.0.1:0",
-      "--upstream",
-      "127.0.0.1:9",
-      "--admin",
-      "127.0.0.1:0",
-      "--admin-token-file",
-      tokenFile(),
-      "--workers",
-      "1",
-    ]);
-    const adminPort = await proxy.adminPort();
+    const { lab, ns, adminPort } = await guardedProxyInNamespace(tokenFile(), 1);
     const prom = await PrometheusProcess.start(lab, { ns, targets: [`127.0.0.1:${adminPort}`] });
     const up = await prom.waitFor('up{job="keepalive-proxy"}', () => true, 30_000);
     expect(up.value).toBe(0);

@@ -32,13 +32,16 @@ describe.skipIf(!support.ok).concurrent(`TLS legs between network namespaces on 
   });
   afterAll(() => pki?.remove());
 
-  test("resets the TLS client leg within idle + interval × count + 2 s when the upstream host vanishes from an idle session", {
-    timeout: 40_000,
-  }, async ({ expect, onTestFinished }) => {
+  /**
+   * A proxy terminating TLS in the middle namespace (and, with `upstreamTls`,
+   * originating it to a TLS upstream), with one session that has carried a
+   * byte each way.
+   */
+  async function establishedTlsSession(onTestFinished: OnFinished, upstreamTls: boolean) {
     const lab = openLab(onTestFinished);
     const topo = await threeHop(lab);
     const [clientPeer, upstreamPeer] = await Promise.all([PeerProcess.start(topo.client, lab), PeerProcess.start(topo.upstream, lab)]);
-    const upstreamPort = await upstreamPeer.listen(topo.upstreamIp);
+    const upstreamPort = upstreamTls ? await upstreamPeer.listen(topo.upstreamIp, 0, pki.server) : await upstreamPeer.listen(topo.upstreamIp);
     const proxy = await ProxyProcess.start(topo.proxy, lab, [
       "--listen",
       `${topo.proxyClientIp}:0`,
@@ -48,6 +51,7 @@ describe.skipIf(!support.ok).concurrent(`TLS legs between network namespaces on 
       pki.server.cert,
       "--tls-key",
       pki.server.key,
+      ...(upstreamTls ? ["--upstream-tls", "--upstream-tls-ca", pki.ca.cert, "--upstream-tls-server-name", "localhost"] : []),
       ...KEEPALIVE_ARGS,
     ]);
     const client = clientPeer.connect(topo.proxyClientIp, proxy.port, { ca: pki.ca.cert, servername: "localhost" });
@@ -57,6 +61,13 @@ describe.skipIf(!support.ok).concurrent(`TLS legs between network namespaces on 
     await upstream.waitForBytes(4, 5_000);
     upstream.send("pong");
     await client.waitForBytes(4, 5_000);
+    return { topo, proxy, client, upstream };
+  }
+
+  test("resets the TLS client leg within idle + interval × count + 2 s when the upstream host vanishes from an idle session", {
+    timeout: 40_000,
+  }, async ({ expect, onTestFinished }) => {
+    const { topo, proxy, client } = await establishedTlsSession(onTestFinished, false);
 
     await vanish(topo.upstream);
     const vanishedAt = Date.now();
@@ -73,33 +84,7 @@ describe.skipIf(!support.ok).concurrent(`TLS legs between network namespaces on 
   test("resets the TLS upstream leg within idle + interval × count + 2 s when the TLS client's host vanishes", {
     timeout: 40_000,
   }, async ({ expect, onTestFinished }) => {
-    const lab = openLab(onTestFinished);
-    const topo = await threeHop(lab);
-    const [clientPeer, upstreamPeer] = await Promise.all([PeerProcess.start(topo.client, lab), PeerProcess.start(topo.upstream, lab)]);
-    const upstreamPort = await upstreamPeer.listen(topo.upstreamIp, 0, pki.server);
-    const proxy = await ProxyProcess.start(topo.proxy, lab, [
-      "--listen",
-      `${topo.proxyClientIp}:0`,
-      "--upstream",
-      `${topo.upstreamIp}:${upstreamPort}`,
-      "--tls-cert",
-      pki.server.cert,
-      "--tls-key",
-      pki.server.key,
-      "--upstream-tls",
-      "--upstream-tls-ca",
-      pki.ca.cert,
-      "--upstream-tls-server-name",
-      "localhost",
-      ...KEEPALIVE_ARGS,
-    ]);
-    const client = clientPeer.connect(topo.proxyClientIp, proxy.port, { ca: pki.ca.cert, servername: "localhost" });
-    await client.waitFor("connected", 5_000);
-    const upstream = await upstreamPeer.accepted(1, 5_000);
-    client.send("ping");
-    await upstream.waitForBytes(4, 5_000);
-    upstream.send("pong");
-    await client.waitForBytes(4, 5_000);
+    const { topo, proxy, upstream } = await establishedTlsSession(onTestFinished, true);
 
     await vanish(topo.client);
     const vanishedAt = Date.now();

@@ -25,6 +25,15 @@ function tlsProxy(pki: TestPki, upstreamPort: number, tls: Record<string, unknow
   });
 }
 
+/** A TLS client through tlsProxy to a plaintext upstream, with both ends observed. */
+async function tlsSession(pki: TestPki) {
+  const upstream = await startServer();
+  const { port, nextClosed } = await tlsProxy(pki, upstream.port);
+  const client = await connectTlsClient(port, pki.ca.cert);
+  const server = await upstream.accepted();
+  return { client, server, atClient: observe(client), atServer: observe(server), nextClosed };
+}
+
 /** openssl s_client sending `input` and then waiting briefly for the answer. */
 function sClient(port: number, pki: TestPki, args: readonly string[], input: string) {
   return runTool(
@@ -70,12 +79,7 @@ describe(`TLS termination on Node ${process.version}`, () => {
   });
 
   it("carries 10 MB each way sha256-intact and passes close_notify and FIN on as clean ends", async () => {
-    const upstream = await startServer();
-    const { port, nextClosed } = await tlsProxy(pki, upstream.port);
-    const client = await connectTlsClient(port, pki.ca.cert);
-    const server = await upstream.accepted();
-    const atClient = observe(client);
-    const atServer = observe(server);
+    const { client, server, atClient, atServer, nextClosed } = await tlsSession(pki);
 
     const [up, down] = await Promise.all([sendRandom(client, 10 * MB), sendRandom(server, 10 * MB)]);
     client.end();
@@ -93,12 +97,7 @@ describe(`TLS termination on Node ${process.version}`, () => {
   });
 
   it("passes the TLS client's close_notify and FIN on as a FIN while the upstream keeps sending", async () => {
-    const upstream = await startServer();
-    const { port, nextClosed } = await tlsProxy(pki, upstream.port);
-    const client = await connectTlsClient(port, pki.ca.cert);
-    const server = await upstream.accepted();
-    const atClient = observe(client);
-    const atServer = observe(server);
+    const { client, server, atClient, atServer, nextClosed } = await tlsSession(pki);
 
     client.end("last words");
     await waitUntil(() => atServer.ended, 5000, "the FIN at the upstream");
@@ -112,12 +111,7 @@ describe(`TLS termination on Node ${process.version}`, () => {
   });
 
   it("passes the upstream's FIN on as close_notify and FIN while the TLS client keeps sending", async () => {
-    const upstream = await startServer();
-    const { port, nextClosed } = await tlsProxy(pki, upstream.port);
-    const client = await connectTlsClient(port, pki.ca.cert);
-    const server = await upstream.accepted();
-    const atClient = observe(client);
-    const atServer = observe(server);
+    const { client, server, atClient, atServer, nextClosed } = await tlsSession(pki);
 
     server.end("bye");
     await waitUntil(() => atClient.ended, 5000, "the end at the client");
