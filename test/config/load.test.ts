@@ -2,13 +2,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../../src/config/errors.js";
 import { configJsonSchema, configJsonSchemaText } from "../../src/config/json-schema.js";
-import { loadConfig, type Override, parseConfigText } from "../../src/config/load.js";
+import { loadConfig, parseConfigText } from "../../src/config/load.js";
 import { legOptions, listenerSettings } from "../../src/config/settings.js";
 import { writtenConfig } from "../../src/config/written-form.js";
 import { MAX_TIMER_MS } from "../../src/util/duration.js";
 import { stringify } from "yaml";
+import { flag, problemsOf } from "../helpers/config-problems.js";
 
 function writeConfig(yaml: string): string {
   const file = join(mkdtempSync(join(tmpdir(), "kp-config-")), "config.yaml");
@@ -16,17 +16,7 @@ function writeConfig(yaml: string): string {
   return file;
 }
 
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof ConfigError) return error.message.split("\n");
-    throw error;
-  }
-  throw new Error("expected a ConfigError");
-}
 
-const flag = (name: string, value: unknown): Override => ({ flag: name, value, source: `--${name}` });
 
 describe("config loading", () => {
   it("fills defaults: 60s/10s/3 keepalive, user timeout derived as idle + interval × count", () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError } from "../../src/config/errors.js";
-import { loadConfig, type Override } from "../../src/config/load.js";
+import { loadConfig } from "../../src/config/load.js";
+import { flag, problemsOf } from "../helpers/config-problems.js";
 import { waitUntil } from "../helpers/in-process-proxy.js";
 import { startTestProxy } from "../helpers/in-process-proxy.js";
 import { startServer } from "../helpers/tcp.js";
@@ -9,17 +9,7 @@ import { connectTlsClient } from "../helpers/tls-peers.js";
 import { connect as tlsConnect } from "node:tls";
 import { readFileSync } from "node:fs";
 
-const flag = (name: string, value: unknown): Override => ({ flag: name, value, source: `--${name}` });
 
-function problemsOf(fn: () => unknown): string[] {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof ConfigError) return error.message.split("\n");
-    throw error;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 describe("TLS config", () => {
   let pki: TestPki;
