@@ -126,9 +126,11 @@ function table(header, rows, { left = false } = {}) {
   return [`| ${header.join(" | ")} |`, `|${rule}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
 }
 
+/** A target's name in a table: ours in bold. */
+const label = (t) => (t.group === "ours" ? `**${t.label}**` : t.label);
+
 function scenarioTable(res, scenario, targets) {
   const d = "direct";
-  const label = (t) => (t.group === "ours" ? `**${t.label}**` : t.label);
   switch (scenario) {
     case "rr1":
       return table(
@@ -173,16 +175,7 @@ function scenarioTable(res, scenario, targets) {
       );
     case "bulk-up":
     case "bulk-down":
-      return table(
-        ["target", "MB/s", "× direct", "proxy CPU s/GB", "failed (all rounds)"],
-        targets.map((t) => [
-          label(t),
-          cell(res.values(t.name, scenario, metric.mbps), 0),
-          t.name === d ? "1×" : ratioCell(res.paired(t.name, d, scenario, metric.mbps)),
-          cell(res.values(t.name, scenario, metric.cpuSPerGB), 2),
-          String(res.failures(t.name, scenario)),
-        ]),
-      );
+      return bulkTable(res, scenario, targets, d, "direct");
     case "idle":
       return table(
         ["target", "connections", "time to open ms", "× direct", "RSS KiB/conn (VmRSS)", "PSS KiB/conn", "processes", "working after (worst round)", "proxy CPU µs/conn to open"],
@@ -208,13 +201,26 @@ function scenarioTable(res, scenario, targets) {
   }
 }
 
+/** A bulk scenario's table (plaintext or TLS): MB/s and its ratio to `base` in the same round. */
+function bulkTable(res, scenario, targets, base, baseLabel) {
+  return table(
+    ["target", "MB/s", `× ${baseLabel}`, "proxy CPU s/GB", "failed (all rounds)"],
+    targets.map((t) => [
+      label(t),
+      cell(res.values(t.name, scenario, metric.mbps), 0),
+      t.name === base ? "1×" : ratioCell(res.paired(t.name, base, scenario, metric.mbps)),
+      cell(res.values(t.name, scenario, metric.cpuSPerGB), 2),
+      String(res.failures(t.name, scenario)),
+    ]),
+  );
+}
+
 /**
  * The TLS scenarios' tables: there is no direct TLS connection to compare
  * with, so the base of the ratios is HAProxy TLS in the same round.
  */
 function tlsScenarioTable(res, scenario, targets) {
   const base = judgedTls.reference;
-  const label = (t) => (t.group === "ours" ? `**${t.label}**` : t.label);
   const vsBase = (t, fn) => (t.name === base ? "1×" : ratioCell(res.paired(t.name, base, scenario, fn)));
   switch (scenario) {
     case "tls-cps":
@@ -232,16 +238,7 @@ function tlsScenarioTable(res, scenario, targets) {
       );
     case "tls-bulk-up":
     case "tls-bulk-down":
-      return table(
-        ["target", "MB/s", "× HAProxy TLS", "proxy CPU s/GB", "failed (all rounds)"],
-        targets.map((t) => [
-          label(t),
-          cell(res.values(t.name, scenario, metric.mbps), 0),
-          vsBase(t, metric.mbps),
-          cell(res.values(t.name, scenario, metric.cpuSPerGB), 2),
-          String(res.failures(t.name, scenario)),
-        ]),
-      );
+      return bulkTable(res, scenario, targets, base, "HAProxy TLS");
     case "tls-idle":
       return table(
         ["target", "sessions", "time to open ms", "RSS KiB/session (VmRSS)", "PSS KiB/session", "processes", "working after (worst round)", "proxy CPU µs/session to open"],
