@@ -9,7 +9,7 @@ type Reply<T extends FromWorker["t"]> = Extract<FromWorker, { t: T }>;
  * lets it grow to 16 MiB (32 MiB of new space) as soon as a burst of accepts
  * keeps objects alive, and a worker keeps that memory for good: opening 9,900
  * idle sessions across two workers cost 10.8 KiB of RSS per session with the
- * default and 6.2 KiB with 2 MiB (1 MiB gave no less). Sessions live far longer
+ * default and 6.0 KiB with 2 MiB (1 MiB gave no less). Sessions live far longer
  * than a scavenge, so a larger young generation buys little; see README,
  * "Memory", for the CPU side of the trade.
  */
