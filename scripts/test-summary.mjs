@@ -37,11 +37,13 @@ for (const argument of process.argv.slice(2)) {
 process.exitCode = anyFailed ? 1 : 0;
 
 function indent(text) {
-  return String(text ?? "")
-    .split("\n")
-    // The runner's own frames say nothing about the failure.
-    .filter((line) => !/node_modules\/|new Promise \(<anonymous>\)/.test(line))
-    .slice(0, MESSAGE_LINES)
-    .map((line) => `      ${line}`)
-    .join("\n");
+  return (
+    String(text ?? "")
+      .split("\n")
+      // The runner's own frames say nothing about the failure.
+      .filter((line) => !/node_modules\/|new Promise \(<anonymous>\)/.test(line))
+      .slice(0, MESSAGE_LINES)
+      .map((line) => `      ${line}`)
+      .join("\n")
+  );
 }
