@@ -336,7 +336,7 @@ export class ProxyListener implements SessionOwner {
     if (!pp && !this.admit(session, remote)) return;
     session.begin(settings.maxSessionDurationMs);
     if (!pp) {
-      void this.connect(session, settings, undefined);
+      this.connect(session, settings, undefined);
       return;
     }
     void readProxyHeader(client, pp.accept, pp.headerTimeoutMs, session.signal).then((result) => {
@@ -349,7 +349,7 @@ export class ProxyListener implements SessionOwner {
       const origin = result.header.source;
       if (origin) session.setClientOrigin(formatAddress(origin.address, origin.port));
       if (!this.admit(session, origin?.address ?? remote)) return;
-      return this.connect(session, settings, origin && result.header.destination ? [origin, result.header.destination] : undefined);
+      this.connect(session, settings, origin && result.header.destination ? [origin, result.header.destination] : undefined);
     });
   }
 
@@ -366,33 +366,52 @@ export class ProxyListener implements SessionOwner {
   /**
    * Connects the upstream (with failover) and hands it to the session. The
    * client is read meanwhile, so a client that resets is seen at once and the
-   * connect is abandoned through the session's signal.
+   * connect is abandoned through the session's signal. Callbacks rather than
+   * an async function: this runs for every session, and each await costs a
+   * promise and a microtask hop.
    */
-  private async connect(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined): Promise<void> {
-    const client = session.client;
+  private connect(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined): void {
     // A client whose TLS handshake fails never causes an upstream connect.
-    if (settings.clientTls && !(await this.tls.handshaken(session))) return;
+    if (settings.clientTls) {
+      void this.tls.handshaken(session).then((ok) => {
+        if (ok) this.connectUpstream(session, settings, origin);
+      });
+      return;
+    }
+    this.connectUpstream(session, settings, origin);
+  }
+
+  private connectUpstream(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined): void {
     session.watchWhileConnecting();
-    const outcome = await this.pool.connect({
-      signal: session.signal,
-      prepare: this.prepareUpstream,
-      onAttempt: (result, durationMs, errno, address) => this.attempted(settings.name, result, durationMs, errno, address),
-    });
-    if (outcome.ok && settings.upstreamTls) {
+    this.pool.start(
+      {
+        signal: session.signal,
+        prepare: this.prepareUpstream,
+        onAttempt: (result, durationMs, errno, address) => this.attempted(settings.name, result, durationMs, errno, address),
+      },
+      (outcome) => this.upstreamSettled(session, settings, origin, outcome),
+    );
+  }
+
+  /** The upstream connect ended: pair the socket with the client (after its TLS handshake, if any), or end the session. */
+  private upstreamSettled(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined, outcome: ConnectOutcome): void {
+    if (!outcome.ok) {
+      this.connectFailed(session, outcome);
+      return;
+    }
+    const client = session.client;
+    if (settings.upstreamTls) {
       // A PROXY header goes in cleartext before the ClientHello, as HAProxy's `send-proxy` with `ssl` sends it.
       if (settings.sendProxyProtocol) outcome.socket.write(encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))));
-      const secured = await this.tls.originate(session, settings, outcome, this.deps.hooks);
-      if (secured !== undefined) session.attachUpstream(secured, outcome.address);
+      void this.tls.originate(session, settings, outcome, this.deps.hooks).then((secured) => {
+        if (secured !== undefined) session.attachUpstream(secured, outcome.address);
+      });
       return;
     }
-    if (outcome.ok) {
-      const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
-      session.attachUpstream(outcome.socket, outcome.address, header);
-      releaseConnected(outcome.socket);
-      if (session.open) this.deps.hooks.sessionOpened?.(session);
-      return;
-    }
-    this.connectFailed(session, outcome);
+    const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
+    session.attachUpstream(outcome.socket, outcome.address, header);
+    releaseConnected(outcome.socket);
+    if (session.open) this.deps.hooks.sessionOpened?.(session);
   }
 
   private attempted(listener: string, result: ConnectResult, durationMs: number, errno: string | undefined, address: string | undefined): void {

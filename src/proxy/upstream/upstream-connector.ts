@@ -50,56 +50,77 @@ export function releaseConnected(socket: Socket): void {
   if (!socket.destroyed) socket.removeListener("error", heldUntilAttached);
 }
 
+/** Hears how one connect attempt ended, exactly once. */
+export type ConnectDone = (outcome: ConnectOutcome) => void;
+
 /**
- * One TCP connect to an IP address, bounded by a timeout and by `signal`.
- * Never rejects: every failure becomes an outcome with its result and errno.
- * The socket's options are applied by `prepare` the moment it connects, where
- * the socket is made (as undici's connector does), so the session only ever
- * pairs two ready sockets. An aborted signal destroys the socket at once and
- * settles as `cancelled`. Once settled, the attempt's listeners are removed
- * (a socket that failed keeps a no-op error listener, since an error already
- * queued may still be emitted), so a long session holds nothing of it.
+ * One TCP connect to an IP address, bounded by a timeout and by `signal`,
+ * reported to `done` exactly once (synchronously when the signal is already
+ * aborted). Never throws: every failure becomes an outcome with its result
+ * and errno. The socket's options are applied by `prepare` the moment it
+ * connects, where the socket is made (as undici's connector does), so the
+ * session only ever pairs two ready sockets. An aborted signal destroys the
+ * socket at once and settles as `cancelled`. Once settled, the attempt's
+ * listeners are removed (a socket that failed keeps a no-op error listener,
+ * since an error already queued may still be emitted), so a long session
+ * holds nothing of it. A callback rather than a promise: this runs for every
+ * session, and the proxy's connect path is a chain of callbacks with no
+ * microtask hop or promise per step.
  */
+export function startConnect(
+  ip: string,
+  port: number,
+  timeoutMs: number,
+  signal: CancelSignal,
+  prepare: SocketPreparer | undefined,
+  /** `ip:port` as the outcome reports it; a caller that keeps one passes it, so a session does not make its own. */
+  address: string,
+  done: ConnectDone,
+): void {
+  const started = performance.now();
+  if (signal.aborted) {
+    done({ ok: false, result: "cancelled", errno: undefined, address, durationMs: 0 });
+    return;
+  }
+  const socket = new Socket({ allowHalfOpen: true });
+  const failed = (result: Exclude<ConnectResult, "ok"> | "local", errno: string | undefined): ConnectOutcome => ({
+    ok: false,
+    result,
+    errno,
+    address,
+    durationMs: performance.now() - started,
+  });
+  const finish = settleOnce<ConnectOutcome>(
+    { timeoutMs, signal, onTimeout: () => failed("timeout", "ETIMEDOUT"), onAbort: () => failed("cancelled", undefined) },
+    (outcome) => {
+      socket.removeListener("error", onError);
+      socket.removeListener("connect", onConnect);
+      socket.on("error", heldUntilAttached);
+      // Options are applied where the socket is made, before anyone else sees it.
+      if (outcome.ok) prepare?.(socket);
+      else socket.destroy();
+      done(outcome);
+    },
+  );
+  // Plain listeners rather than once(): once() wraps each in a bound function.
+  const onError = (error: NodeJS.ErrnoException): void =>
+    finish(failed(isLocalResourceErrno(error.code) ? "local" : classifyConnectError(error.code), error.code));
+  const onConnect = (): void => finish({ ok: true, socket, address, durationMs: performance.now() - started });
+  socket.on("error", onError);
+  socket.on("connect", onConnect);
+  socket.connect({ host: ip, port });
+}
+
+/** startConnect as a promise, for callers outside the session path (discover). Never rejects. */
 export function connectOnce(
   ip: string,
   port: number,
   timeoutMs: number,
   signal: CancelSignal,
   prepare?: SocketPreparer,
-  /** `ip:port` as the outcome reports it; a caller that keeps one passes it, so a session does not make its own. */
   address: string = formatHostPort({ host: ip, port }),
 ): Promise<ConnectOutcome> {
-  const started = performance.now();
-  if (signal.aborted) return Promise.resolve({ ok: false, result: "cancelled", errno: undefined, address, durationMs: 0 });
-  return new Promise<ConnectOutcome>((resolve) => {
-    const socket = new Socket({ allowHalfOpen: true });
-    const failed = (result: Exclude<ConnectResult, "ok"> | "local", errno: string | undefined): ConnectOutcome => ({
-      ok: false,
-      result,
-      errno,
-      address,
-      durationMs: performance.now() - started,
-    });
-    const finish = settleOnce<ConnectOutcome>(
-      { timeoutMs, signal, onTimeout: () => failed("timeout", "ETIMEDOUT"), onAbort: () => failed("cancelled", undefined) },
-      (outcome) => {
-        socket.removeListener("error", onError);
-        socket.removeListener("connect", onConnect);
-        socket.on("error", heldUntilAttached);
-        // Options are applied where the socket is made, before anyone else sees it.
-        if (outcome.ok) prepare?.(socket);
-        else socket.destroy();
-        resolve(outcome);
-      },
-    );
-    // Plain listeners rather than once(): once() wraps each in a bound function.
-    const onError = (error: NodeJS.ErrnoException): void =>
-      finish(failed(isLocalResourceErrno(error.code) ? "local" : classifyConnectError(error.code), error.code));
-    const onConnect = (): void => finish({ ok: true, socket, address, durationMs: performance.now() - started });
-    socket.on("error", onError);
-    socket.on("connect", onConnect);
-    socket.connect({ host: ip, port });
-  });
+  return new Promise((resolve) => startConnect(ip, port, timeoutMs, signal, prepare, address, resolve));
 }
 
 /** Maps a connect errno to its ConnectResult label. Pure. */

@@ -4,7 +4,7 @@ import type { CancelSignal } from "../../util/cancel-signal.js";
 import { formatHostPort, type HostPort } from "../../util/host-port.js";
 import { settleOnce } from "../../util/settle-once.js";
 import type { ConnectResult } from "../hooks.js";
-import { type ConnectOutcome, connectOnce, type SocketPreparer } from "./upstream-connector.js";
+import { type ConnectDone, type ConnectOutcome, type SocketPreparer, startConnect } from "./upstream-connector.js";
 
 /** How a listener picks and retries its upstreams. */
 export interface UpstreamPolicy {
@@ -80,51 +80,70 @@ export class UpstreamPool {
 
   /**
    * Connects one session's upstream: candidates in policy order, addresses in
-   * cool-down last, with doubling backoff between attempts. Never rejects; the
-   * outcome of the last attempt is returned on failure. An aborted signal ends
-   * the wait at once as `cancelled`, which does not touch any address's health.
-   * An attempt that failed for the proxy's own lack of descriptors (`local`)
-   * ends the connect without blaming the address.
+   * cool-down last, with doubling backoff between attempts, and tells `done`
+   * once. Never throws; the outcome of the last attempt is given on failure.
+   * An aborted signal ends the wait at once as `cancelled`, which does not
+   * touch any address's health. An attempt that failed for the proxy's own
+   * lack of descriptors (`local`) ends the connect without blaming the
+   * address. Callbacks, not promises, on this path run for every session;
+   * only a host name's lookup is a promise.
    */
-  connect(request: ConnectRequest): Promise<ConnectOutcome> {
+  start(request: ConnectRequest, done: ConnectDone): void {
     const started = performance.now();
-    if (this.literal !== undefined) return this.connectTo(this.ordered(this.literal), undefined, request, started);
-    return this.resolve().then(({ candidates, dnsErrno }) => this.connectTo(candidates, dnsErrno, request, started));
+    if (this.literal !== undefined) {
+      this.tryCandidates(this.ordered(this.literal), undefined, request, started, done);
+      return;
+    }
+    void this.resolve().then(({ candidates, dnsErrno }) => this.tryCandidates(candidates, dnsErrno, request, started, done));
   }
 
-  /** Tries `candidates` (resolved and ordered) as the policy says; see connect. */
-  private async connectTo(
+  /** start() as a promise, for one-off callers (check --connect). Never rejects. */
+  connect(request: ConnectRequest): Promise<ConnectOutcome> {
+    return new Promise((resolve) => this.start(request, resolve));
+  }
+
+  /** Tries `candidates` (resolved and ordered) as the policy says; see start. */
+  private tryCandidates(
     candidates: readonly Candidate[],
     dnsErrno: string | undefined,
     { signal, onAttempt, prepare }: ConnectRequest,
     started: number,
-  ): Promise<ConnectOutcome> {
+    done: ConnectDone,
+  ): void {
     const cancelled = (): ConnectOutcome => ({ ok: false, result: "cancelled", errno: undefined, address: undefined, durationMs: performance.now() - started });
-    if (signal.aborted) return cancelled();
+    if (signal.aborted) {
+      done(cancelled());
+      return;
+    }
     if (candidates.length === 0) {
       const outcome: ConnectOutcome = { ok: false, result: "dns_failure", errno: dnsErrno ?? "ENOTFOUND", address: undefined, durationMs: performance.now() - started };
       onAttempt(outcome.result as ConnectResult, outcome.durationMs, outcome.errno, undefined);
-      return outcome;
+      done(outcome);
+      return;
     }
     const attempts = this.policy.retries === undefined ? Math.min(candidates.length, MAX_DEFAULT_ATTEMPTS) : 1 + this.policy.retries;
-    let last: ConnectOutcome | undefined;
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      if (attempt > 0 && this.policy.retryBackoffMs > 0 && !(await abortableDelay(this.policy.retryBackoffMs * 2 ** (attempt - 1), signal))) {
-        return cancelled();
-      }
-      const candidate = candidates[attempt % candidates.length] as Candidate;
-      last = await connectOnce(candidate.ip, candidate.port, this.policy.connectTimeoutMs, signal, prepare, candidate.key);
-      if (last.ok) {
-        this.recordSuccess(candidate.key);
-        onAttempt("ok", last.durationMs, undefined, last.address);
-        return { ...last, host: candidate.host };
-      }
-      if (last.result === "local") return last;
-      onAttempt(last.result, last.durationMs, last.errno, last.address);
-      if (last.result === "cancelled") return last;
-      this.recordFailure(candidate.key);
-    }
-    return last ?? cancelled();
+    const attempt = (n: number): void => {
+      const candidate = candidates[n % candidates.length] as Candidate;
+      startConnect(candidate.ip, candidate.port, this.policy.connectTimeoutMs, signal, prepare, candidate.key, (last) => {
+        if (last.ok) {
+          this.recordSuccess(candidate.key);
+          onAttempt("ok", last.durationMs, undefined, last.address);
+          done({ ...last, host: candidate.host });
+          return;
+        }
+        if (last.result === "local") return done(last);
+        onAttempt(last.result, last.durationMs, last.errno, last.address);
+        if (last.result === "cancelled") return done(last);
+        this.recordFailure(candidate.key);
+        if (n + 1 >= attempts) return done(last);
+        const backoffMs = this.policy.retryBackoffMs * 2 ** n;
+        if (backoffMs <= 0) return attempt(n + 1);
+        // A wait with nothing of its own to end it: only its timeout (retry) or the signal (cancelled).
+        if (signal.aborted) return done(cancelled());
+        settleOnce({ timeoutMs: backoffMs, signal, onTimeout: () => true, onAbort: () => false }, (waited) => (waited ? attempt(n + 1) : done(cancelled())));
+      });
+    };
+    attempt(0);
   }
 
   /**
@@ -216,13 +235,4 @@ async function resolveAll(target: HostPort): Promise<Candidate[] | { errno: stri
   } catch (error) {
     return { errno: (error as NodeJS.ErrnoException).code ?? "ENOTFOUND" };
   }
-}
-
-/** Waits `ms` (more than 0); resolves false at once (and early) when `signal` aborts. */
-function abortableDelay(ms: number, signal: CancelSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false);
-  // A wait with nothing of its own to end it: only its timeout (true) or the signal (false).
-  return new Promise((resolve) => {
-    settleOnce({ timeoutMs: ms, signal, onTimeout: () => true, onAbort: () => false }, resolve);
-  });
 }
