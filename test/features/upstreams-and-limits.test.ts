@@ -75,6 +75,32 @@ describe("upstream failover", () => {
     expect(atClient.errorCode).toBe("ECONNRESET");
     expect((await nextClosed()).reason).toBe("upstream_connect_failed");
   });
+
+  it("retries with doubling backoff, and a client that leaves during a backoff ends the retries at once", async () => {
+    const deadA = await freePort();
+    const deadB = await freePort();
+    const { port, attempts, nextClosed } = await startTestProxy(
+      {},
+      config({ upstream: { addresses: [`127.0.0.1:${deadA}`, `127.0.0.1:${deadB}`], retries: 3, retryBackoff: "200ms" } }),
+    );
+    const started = Date.now();
+    const client = await connectClient(port);
+    expect((await nextClosed()).reason).toBe("upstream_connect_failed");
+    const elapsedMs = Date.now() - started;
+    expect(attempts).toEqual(["refused", "refused", "refused", "refused"]);
+    // 200 + 400 + 800 ms of backoff between the four attempts.
+    expect(elapsedMs).toBeGreaterThanOrEqual(1_400);
+    client.destroy();
+
+    // Attempts at about 0 and 200 ms, the third not before 600 ms: a reset at 350 ms lands in the second backoff.
+    const before = attempts.length;
+    const leaving = await connectClient(port);
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    leaving.resetAndDestroy();
+    expect((await nextClosed()).reason).toBe("client_reset");
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(attempts.slice(before)).toEqual(["refused", "refused"]);
+  });
 });
 
 describe("connection limits", () => {
