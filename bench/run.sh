@@ -43,8 +43,15 @@ npm run --silent build
 ulimit -Hn 1048576 2>/dev/null || true
 ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
 
+# One Node for the proxy and the naive pipe however this is started: Node 24
+# from the `node` devDependency (the container image's major), unless
+# BENCH_NODE names another. A bare `node` would be the machine's Node 20
+# from a shell but Node 24 under `npm run` (npm puts node_modules/.bin first).
+bench_node=${BENCH_NODE:-node_modules/node/bin/node}
+[ -x "$bench_node" ] || bench_node=$(command -v node)
+
 if [ "${1:-}" = profile ]; then
   shift
-  exec node bench/profile.mjs "$@"
+  exec "$bench_node" bench/profile.mjs "$@"
 fi
-exec node bench/run.mjs "$@"
+exec "$bench_node" bench/run.mjs "$@"
