@@ -383,18 +383,27 @@ export class ProxyListener implements SessionOwner {
 
   private connectUpstream(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined): void {
     session.watchWhileConnecting();
-    this.pool.start(
+    // The pool that makes the connection hears how its TLS handshake ends, even if a reload replaces it meanwhile.
+    const pool = this.pool;
+    pool.start(
       {
         signal: session.signal,
         prepare: this.prepareUpstream,
         onAttempt: (result, durationMs, errno, address) => this.attempted(settings.name, result, durationMs, errno, address),
+        judgedAfterHandshake: settings.upstreamTls !== undefined,
       },
-      (outcome) => this.upstreamSettled(session, settings, origin, outcome),
+      (outcome) => this.upstreamSettled(session, settings, origin, outcome, pool),
     );
   }
 
   /** The upstream connect ended: pair the socket with the client (after its TLS handshake, if any), or end the session. */
-  private upstreamSettled(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined, outcome: ConnectOutcome): void {
+  private upstreamSettled(
+    session: Session,
+    settings: ListenerSettings,
+    origin: readonly [Endpoint, Endpoint] | undefined,
+    outcome: ConnectOutcome,
+    pool: UpstreamPool,
+  ): void {
     if (!outcome.ok) {
       this.connectFailed(session, outcome);
       return;
@@ -403,7 +412,8 @@ export class ProxyListener implements SessionOwner {
     if (settings.upstreamTls) {
       // A PROXY header goes in cleartext before the ClientHello, as HAProxy's `send-proxy` with `ssl` sends it.
       if (settings.sendProxyProtocol) outcome.socket.write(encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))));
-      void this.tls.originate(session, settings, outcome, this.deps.hooks).then((secured) => {
+      const judged = (ok: boolean): void => pool.handshakeEnded(outcome.address, ok);
+      void this.tls.originate(session, settings, outcome, this.deps.hooks, judged).then((secured) => {
         if (secured !== undefined) session.attachUpstream(secured, outcome.address);
       });
       return;

@@ -61,23 +61,28 @@ export class ClientTlsGate {
   /**
    * Secures a connected upstream, bounded by the connect timeout. Undefined
    * when it failed (the session is aborted with upstream_tls_handshake_failed
-   * and the TLS error code) or the session ended meanwhile.
+   * and the TLS error code) or the session ended meanwhile. `judged` hears
+   * whether a handshake the session did not abandon succeeded, for the
+   * upstream's health.
    */
   async originate(
     session: Session,
     settings: ListenerSettings,
     outcome: Extract<ConnectOutcome, { ok: true }>,
     hooks: ProxyHooks,
+    judged: (ok: boolean) => void,
   ): Promise<TLSSocket | undefined> {
     const tls = settings.upstreamTls;
     if (tls === undefined) return undefined;
     const result = await originateTls(outcome.socket, outcome.host, tls, settings.upstream.connectTimeoutMs, session.signal);
     if (result.ok) {
+      judged(true);
       hooks.tlsHandshake?.(settings.name, "upstream", "ok", result.durationMs);
       session.tls = { ...session.tls, upstreamProtocol: result.protocol, upstreamCipher: result.cipher };
       return result.socket;
     }
     if (result.cause === "cancelled" || !session.open) return undefined;
+    judged(false);
     hooks.tlsHandshake?.(settings.name, "upstream", result.cause, result.durationMs);
     session.tls = { ...session.tls, ...(result.code === undefined ? {} : { error: result.code }) };
     session.failConnect(CloseReason.UpstreamTlsHandshakeFailed, result.code, outcome.address);

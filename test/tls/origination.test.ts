@@ -95,6 +95,43 @@ describe(`TLS origination on Node ${process.version}`, () => {
     expect(await nextClosed()).toMatchObject({ reason: "upstream_tls_handshake_failed", errno: "CERT_HAS_EXPIRED" });
   });
 
+  it("counts failed TLS handshakes against the upstream: after failureThreshold of them it is tried last, and sessions reach the next one", async () => {
+    const bad = await stunnelUpstream(pki.expiredServer);
+    const good = await stunnelUpstream(pki.server);
+    const { port, nextClosed, proxy } = await startTestProxy({}, {
+      listeners: [
+        {
+          name: "origin",
+          listen: "127.0.0.1:0",
+          upstream: {
+            addresses: [`127.0.0.1:${bad.port}`, `127.0.0.1:${good.port}`],
+            failureThreshold: 2,
+            cooldown: "60s",
+            tls: { enabled: true, ca: pki.ca.cert, serverName: "localhost" },
+          },
+        },
+      ],
+    });
+    const pool = [...proxy.listeners.values()][0]?.upstreams;
+    if (!pool) throw new Error("no listener");
+    // The TCP connect to the first address succeeds each time; its handshake does not.
+    for (let i = 0; i < 2; i++) {
+      await connectClient(port);
+      expect(await nextClosed()).toMatchObject({ reason: "upstream_tls_handshake_failed", errno: "CERT_HAS_EXPIRED", upstream: `127.0.0.1:${bad.port}` });
+    }
+    expect(pool.inCooldown(`127.0.0.1:${bad.port}`)).toBe(true);
+    const client = await connectClient(port);
+    const server = await good.accepted();
+    const atServer = observe(server);
+    client.end("hi");
+    await waitUntil(() => atServer.ended, 5000, "the bytes and FIN at the upstream with the valid certificate");
+    server.end();
+    expect(atServer.bytes).toBe(2);
+    expect(await nextClosed()).toMatchObject({ reason: "client_eof", upstream: `127.0.0.1:${good.port}` });
+    // A good handshake clears the address's failures as a good connect does.
+    expect(pool.healthOf(`127.0.0.1:${good.port}`)).toBeUndefined();
+  });
+
   it("presents its client certificate to an upstream that requires one (openssl s_server -Verify)", async () => {
     const sPort = await freePort();
     const sServer = startProgram([

@@ -55,6 +55,14 @@ export interface ConnectRequest {
   readonly onAttempt: AttemptObserver;
   /** Applied to the socket the moment it connects. */
   readonly prepare?: SocketPreparer;
+  /**
+   * The address's health is judged after a handshake on top of the TCP
+   * connect (TLS origination), which the caller reports through
+   * handshakeEnded: a TCP connect alone does not clear its failures, so an
+   * upstream whose handshakes keep failing reaches its cool-down as one that
+   * refuses does.
+   */
+  readonly judgedAfterHandshake?: boolean;
 }
 
 /**
@@ -106,7 +114,7 @@ export class UpstreamPool {
   private tryCandidates(
     candidates: readonly Candidate[],
     dnsErrno: string | undefined,
-    { signal, onAttempt, prepare }: ConnectRequest,
+    { signal, onAttempt, prepare, judgedAfterHandshake }: ConnectRequest,
     started: number,
     done: ConnectDone,
   ): void {
@@ -126,7 +134,7 @@ export class UpstreamPool {
       const candidate = candidates[n % candidates.length] as Candidate;
       startConnect(candidate.ip, candidate.port, this.policy.connectTimeoutMs, signal, prepare, candidate.key, (last) => {
         if (last.ok) {
-          this.recordSuccess(candidate.key);
+          if (judgedAfterHandshake !== true) this.recordSuccess(candidate.key);
           onAttempt("ok", last.durationMs, undefined, last.address);
           done({ ...last, host: candidate.host });
           return;
@@ -144,6 +152,16 @@ export class UpstreamPool {
       });
     };
     attempt(0);
+  }
+
+  /**
+   * The handshake on a connection this pool made (judgedAfterHandshake) ended:
+   * a success clears the address's failures, a failure counts as a failed
+   * connect. Not for a handshake the session abandoned, which says nothing.
+   */
+  handshakeEnded(address: string, ok: boolean): void {
+    if (ok) this.recordSuccess(address);
+    else this.recordFailure(address);
   }
 
   /**
