@@ -408,19 +408,18 @@ export class ProxyListener implements SessionOwner {
       this.connectFailed(session, outcome);
       return;
     }
-    const client = session.client;
+    const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(session.client))) : undefined;
     if (settings.upstreamTls) {
       // A PROXY header goes in cleartext before the ClientHello, as HAProxy's `send-proxy` with `ssl` sends it.
-      if (settings.sendProxyProtocol) outcome.socket.write(encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))));
+      if (header) outcome.socket.write(header);
       const judged = (ok: boolean): void => pool.handshakeEnded(outcome.address, ok);
       void this.tls.originate(session, settings, outcome, this.deps.hooks, judged).then((secured) => {
         if (secured !== undefined) session.attachUpstream(secured, outcome.address);
       });
       return;
     }
-    const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(client))) : undefined;
     session.attachUpstream(outcome.socket, outcome.address, header);
-    releaseConnected(outcome.socket);
+    releaseConnected(outcome.socket); // the session's own error listener is on it now
     if (session.open) this.deps.hooks.sessionOpened?.(session);
   }
 
