@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { loadLibc } from "../../src/net/libc.js";
@@ -32,6 +32,17 @@ describe(`TLS origination on Node ${process.version}`, () => {
     return { port, accepted: plain.accepted };
   }
 
+  /** A client sends "hi" and its FIN through the proxy; both reach the upstream, whose FIN then goes back. */
+  async function helloAndFin(port: number, accepted: () => Promise<Socket>): Promise<void> {
+    const client = await connectClient(port);
+    const server = await accepted();
+    const atServer = observe(server);
+    client.end("hi");
+    await waitUntil(() => atServer.ended, 5000, "the bytes and FIN at the upstream");
+    server.end();
+    expect(atServer.bytes).toBe(2);
+  }
+
   it("reaches a TLS upstream (stunnel) verified with the right CA, 4 MB each way intact, and logs the upstream's protocol", async () => {
     const up = await stunnelUpstream(pki.server);
     const { port, nextClosed, logs } = await originatingProxy(up.port, { ca: pki.ca.cert, serverName: "localhost" });
@@ -57,13 +68,7 @@ describe(`TLS origination on Node ${process.version}`, () => {
   it("verifies an upstream named by IP address against the certificate's IP SAN when no serverName is set", async () => {
     const up = await stunnelUpstream(pki.server);
     const { port, nextClosed } = await originatingProxy(up.port, { ca: pki.ca.cert });
-    const client = await connectClient(port);
-    const server = await up.accepted();
-    const atServer = observe(server);
-    client.end("hi");
-    await waitUntil(() => atServer.ended, 5000, "the bytes and FIN at the upstream");
-    server.end();
-    expect(atServer.bytes).toBe(2);
+    await helloAndFin(port, up.accepted);
     expect((await nextClosed()).reason).toBe("client_eof");
   });
 
@@ -120,13 +125,7 @@ describe(`TLS origination on Node ${process.version}`, () => {
       expect(await nextClosed()).toMatchObject({ reason: "upstream_tls_handshake_failed", errno: "CERT_HAS_EXPIRED", upstream: `127.0.0.1:${bad.port}` });
     }
     expect(pool.inCooldown(`127.0.0.1:${bad.port}`)).toBe(true);
-    const client = await connectClient(port);
-    const server = await good.accepted();
-    const atServer = observe(server);
-    client.end("hi");
-    await waitUntil(() => atServer.ended, 5000, "the bytes and FIN at the upstream with the valid certificate");
-    server.end();
-    expect(atServer.bytes).toBe(2);
+    await helloAndFin(port, good.accepted);
     expect(await nextClosed()).toMatchObject({ reason: "client_eof", upstream: `127.0.0.1:${good.port}` });
     // A good handshake clears the address's failures as a good connect does.
     expect(pool.healthOf(`127.0.0.1:${good.port}`)).toBeUndefined();
