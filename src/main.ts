@@ -9,6 +9,7 @@ import { ReloadGate, ReloadInterrupted } from "./lifecycle/reload-gate.js";
 import { type ReloadOutcome, restartNeededFor } from "./lifecycle/reload-outcome.js";
 import { checkDescriptorBudget, softDescriptorLimit } from "./net/descriptor-limit.js";
 import { loadLibc, type Libc } from "./net/libc.js";
+import { DirectForwarding, type SharedBufferForwarding } from "./net/direct-forwarding.js";
 import { SocketOptions } from "./net/socket-options.js";
 import { CloseReason } from "./proxy/session/close-reason.js";
 import { ConnectionBudget } from "./proxy/admission/connection-budget.js";
@@ -77,6 +78,8 @@ export class KeepaliveProxy {
     private readonly worker?: WorkerContext,
     /** The soft RLIMIT_NOFILE after start-up raised it; it does not change while the proxy runs. */
     private readonly descriptorLimit?: number,
+    /** Forwarding through one shared read buffer; undefined: through Node's streams. */
+    private readonly directForwarding?: SharedBufferForwarding,
   ) {
     this.processBudget = worker ? worker.budget("process", config.limits.maxConnections) : new ConnectionBudget(config.limits.maxConnections);
     const logHook: ProxyHooks = { sessionClosed: (summary) => this.logClosed(summary), sessionOpened: (session) => this.logOpened(session) };
@@ -302,6 +305,7 @@ export class KeepaliveProxy {
         makeBudget: (name, max) => (this.worker ? this.worker.budget(`listener:${name}`, max) : new ConnectionBudget(max)),
         descriptorLimit: this.descriptorLimit,
         reusePort: this.worker?.listen,
+        directForwarding: this.directForwarding,
       },
       // The sessions of the listener it replaces still count against its limit.
       replacing?.budget,
@@ -441,7 +445,7 @@ export async function startProxy(config: Config, deps: ProxyDeps): Promise<Keepa
   const auth = config.admin.listen !== null && deps.worker === undefined ? adminAuth(config) : undefined;
   const metrics = new ProxyMetrics();
   const hooks = deps.hooks ? combineHooks(metrics.hooks, deps.hooks) : metrics.hooks;
-  const proxy = new KeepaliveProxy(config, socketOptions, deps.logger, hooks, deps.worker, softDescriptorLimit(libc));
+  const proxy = new KeepaliveProxy(config, socketOptions, deps.logger, hooks, deps.worker, softDescriptorLimit(libc), DirectForwarding.create(libc));
   proxy.metrics = metrics;
   metrics.observe(proxy);
   try {

@@ -32,6 +32,12 @@ export interface Libc {
   openReusePortSocket(family: 4 | 6, sockaddr: Buffer, backlog: number | undefined): number;
   /** The local port a socket is bound to, or the errno as a negative number. */
   localPort(fd: number): number;
+  /**
+   * send(2) without blocking and without SIGPIPE: how many of the first
+   * `length` bytes of `data` the kernel took now, or the errno as a negative
+   * number (EAGAIN when its send buffer is full).
+   */
+  send(fd: number, data: Buffer, length: number): number;
   /** glibc's mallopt; false where it is missing (musl) or refuses the value. */
   mallopt(param: number, value: number): boolean;
   /** getrlimit: a resource's soft and hard limit (RLIM_INFINITY as Infinity), or the errno. */
@@ -57,6 +63,8 @@ const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
 const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
+const MSG_DONTWAIT = 0x40;
+const MSG_NOSIGNAL = 0x4000;
 
 /** Loads libc through koffi. Throws when not on Linux with glibc or musl. */
 export function loadLibc(): Libc {
@@ -75,6 +83,7 @@ export function loadLibc(): Libc {
   const bind = lib.func("int bind(int, const void *, uint32_t)");
   const listen = lib.func("int listen(int, int)");
   const getsockname = lib.func("int getsockname(int, _Out_ uint8_t *, _Inout_ uint32_t *)");
+  const send = lib.func("long send(int, const void *, size_t, int)");
   const mallopt = optionalFunc(lib, "int mallopt(int, int)");
   // rlim_t is unsigned long on glibc and musl alike (32 or 64 bits); an
   // anonymous struct, because koffi keeps named types for the process and
@@ -139,6 +148,10 @@ export function loadLibc(): Libc {
       lenOut[0] = 28;
       if (getsockname(fd, buf, lenOut) !== 0) return -koffi.errno();
       return buf.readUInt16BE(2);
+    },
+    send(fd, data, length) {
+      const sent = send(fd, data, length, MSG_DONTWAIT | MSG_NOSIGNAL) as number;
+      return sent >= 0 ? sent : -koffi.errno();
     },
     mallopt(param, value) {
       return mallopt !== undefined && mallopt(param, value) === 1;

@@ -263,7 +263,7 @@ interface HandleWithFd {
 }
 
 /** The socket's fd from Node's internal TCP handle; undefined when closed or not yet open. */
-function fdOf(socket: Socket): number | undefined {
+export function fdOf(socket: Socket): number | undefined {
   const fd = (socket as unknown as HandleWithFd)._handle?.fd;
   return typeof fd === "number" && fd >= 0 ? fd : undefined;
 }

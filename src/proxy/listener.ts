@@ -2,6 +2,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import type { Logger } from "pino";
 import { nearDescriptorLimit } from "../net/descriptor-headroom.js";
 import type { Libc } from "../net/libc.js";
+import type { SharedBufferForwarding } from "../net/direct-forwarding.js";
 import { listenIp, openReusePort } from "../net/reuse-port.js";
 import type { LegOptions, OptionFailure, SocketOptions } from "../net/socket-options.js";
 import { LogThrottle } from "../util/log-throttle.js";
@@ -59,6 +60,8 @@ export interface ListenerDeps {
   readonly descriptorLimit: number | undefined;
   /** In a worker process: listen on a SO_REUSEPORT socket of its own, beside the other workers'. */
   readonly reusePort?: SharedListen | undefined;
+  /** Forwarding through one shared read buffer (plain TCP legs); undefined: through Node's streams. */
+  readonly directForwarding?: SharedBufferForwarding | undefined;
 }
 
 /** How a worker binds its share of a listen address. */
@@ -276,6 +279,7 @@ export class ProxyListener implements SessionOwner {
       this.deps.socketOptions,
       this,
       this.deps.logger,
+      this.deps.directForwarding,
     );
     this.sessions.add(session);
     this.deps.hooks.clientAccepted?.(settings.name);

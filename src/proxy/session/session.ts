@@ -4,6 +4,7 @@ import { CloseReason, type Leg, isCleanClose, reasonForSocketError, sideOf } fro
 import { formatHostPort, unmapIPv4 } from "../../util/host-port.js";
 import type { SessionSummary, SessionTls } from "../hooks.js";
 import { CancelSource, type CancelSignal } from "../../util/cancel-signal.js";
+import type { SharedBufferForwarding } from "../../net/direct-forwarding.js";
 
 /**
  * The settings a session needs from its listener, fixed when it is accepted.
@@ -44,8 +45,20 @@ interface SessionSocket extends Socket {
 
 /** Forwards a chunk to the peer; pauses this side while the peer's buffer is full. */
 function forwardChunk(this: SessionSocket, chunk: Buffer): void {
+  this[kSession].movedAt = Date.now();
   const peer = this[kPeer];
   if (peer !== undefined && !peer.write(chunk)) this.pause();
+}
+
+/**
+ * Forwards a read that sits in the process's shared read buffer (see
+ * DirectForwarding); false pauses this side until the peer's 'drain'.
+ */
+function forwardShared(this: SessionSocket, nread: number, buffer: Buffer): boolean {
+  const session = this[kSession];
+  session.movedAt = Date.now();
+  const peer = this[kPeer];
+  return peer === undefined || session.sendShared(peer, buffer, nread);
 }
 
 /** The peer's buffer drained: read from this side's peer again. */
@@ -77,11 +90,6 @@ function legClosed(this: SessionSocket): void {
 /** While the upstream connect is pending: keep what the client sends, up to one high-water mark. */
 function holdChunk(this: SessionSocket, chunk: Buffer): void {
   this[kSession].hold(chunk);
-}
-
-/** On the leg still sending after the other side's FIN: bytes moved, so the half-closed session is alive. */
-function markMoved(this: SessionSocket): void {
-  this[kSession].halfCloseMovedAt = Date.now();
 }
 
 /**
@@ -117,9 +125,10 @@ export class Session {
   /** What the client sent while the upstream connect was pending (made on the first such chunk). */
   private held: Buffer[] | undefined;
   private heldBytes = 0;
-  private halfCloseTimer: NodeJS.Timeout | undefined;
-  /** Date.now() of the last byte read on the leg still sending after a FIN (set by markMoved). */
-  halfCloseMovedAt = 0;
+  private idleTimer: QuietTimer | undefined;
+  private halfCloseTimer: QuietTimer | undefined;
+  /** Date.now() of the last chunk read on either leg, or of a FIN: what the idle and half-close timeouts count from. */
+  movedAt = 0;
 
   constructor(
     readonly id: string,
@@ -128,6 +137,7 @@ export class Session {
     private readonly sockets: LegControl,
     private readonly owner: SessionOwner,
     private readonly logger: Logger,
+    private readonly direct?: SharedBufferForwarding,
   ) {
     this.clientAddress = formatAddress(client.remoteAddress, client.remotePort);
     const leg = client as SessionSocket;
@@ -235,9 +245,8 @@ export class Session {
     upstream.on("end", forwardEnd);
     upstream.on("close", legClosed);
     if (this.settings.idleTimeoutMs > 0) {
-      // Every byte either way is read or written on the client socket, so its
-      // inactivity is the session's inactivity.
-      this.client.setTimeout(this.settings.idleTimeoutMs, () => this.abort(CloseReason.ProxyIdleTimeout));
+      this.movedAt = Date.now();
+      this.idleTimer = new QuietTimer(this, this.settings.idleTimeoutMs, CloseReason.ProxyIdleTimeout);
     }
     if (preamble) upstream.write(preamble);
     client.off("data", holdChunk);
@@ -247,8 +256,15 @@ export class Session {
     this.heldBytes = 0;
     upstream.on("drain", resumePeer);
     client.on("drain", resumePeer);
+    // 'data' still carries what a stream reads: a TLS leg's bytes, and any
+    // the client's stream held before the switch below.
     upstream.on("data", forwardChunk);
     client.on("data", forwardChunk);
+    const direct = this.direct;
+    if (direct !== undefined && direct.canAdopt(client) && direct.canAdopt(upstream)) {
+      direct.adoptReads(client, forwardShared);
+      direct.adoptReads(up, forwardShared);
+    }
     // The client's FIN came while connecting: pass it on after what it sent.
     if (client.readableEnded) {
       upstream.end();
@@ -260,6 +276,23 @@ export class Session {
       client.pause(); // the upstream's 'drain' resumes it
     }
     this.logger.debug({ sessionId: this.id, client: this.clientAddress, upstream: address }, "session established");
+  }
+
+  /**
+   * Writes a read that sits in the shared buffer to `peer` before the next
+   * read reuses it: straight to the kernel while nothing waits in Node's
+   * write queue for that socket, else (and for whatever the kernel did not
+   * take) as a copy through that queue. False when the queue is full, so the
+   * reading side pauses until the peer's 'drain'.
+   */
+  sendShared(peer: Socket, buffer: Buffer, length: number): boolean {
+    if (peer.destroyed || peer.writableEnded) return true; // the session is ending: nobody to deliver to
+    let taken = 0;
+    if (peer.writableLength === 0 && this.direct !== undefined) {
+      taken = this.direct.send(peer, buffer, length);
+      if (taken === length || taken < 0) return true; // all sent, or the peer failed (its 'error' ends the session)
+    }
+    return peer.write(Buffer.from(buffer.subarray(taken, length)));
   }
 
   /** Ends the session before an upstream was attached (connect failed or timed out). */
@@ -310,18 +343,13 @@ export class Session {
     const timeoutMs = this.settings.halfCloseTimeoutMs;
     const still = finished === this.client ? this.upstream : this.client;
     if (timeoutMs <= 0 || still === undefined || this.finished) return;
-    this.halfCloseMovedAt = Date.now();
-    still.on("data", markMoved);
-    const check = (): void => {
-      const quietMs = Date.now() - this.halfCloseMovedAt;
-      if (quietMs >= timeoutMs) this.abort(CloseReason.ProxyHalfCloseTimeout);
-      else this.halfCloseTimer = setTimeout(check, timeoutMs - quietMs);
-    };
-    this.halfCloseTimer = setTimeout(check, timeoutMs);
+    // Only the other leg can still read, so any chunk from now on moved that way.
+    this.movedAt = Date.now();
+    this.halfCloseTimer = new QuietTimer(this, timeoutMs, CloseReason.ProxyHalfCloseTimeout);
   }
 
   private stopHalfCloseWatch(): void {
-    clearTimeout(this.halfCloseTimer);
+    this.halfCloseTimer?.stop();
     this.halfCloseTimer = undefined;
   }
 
@@ -350,7 +378,7 @@ export class Session {
     this.finished = true;
     this.cancelWaits();
     this.held = undefined;
-    if (this.settings.idleTimeoutMs > 0) this.client.setTimeout(0);
+    this.idleTimer?.stop();
     if (this.maxDurationTimer) clearTimeout(this.maxDurationTimer);
     this.stopHalfCloseWatch();
     const reason = this.abortReason ?? this.eofReason ?? CloseReason.ClientEof;
@@ -368,6 +396,33 @@ export class Session {
       durationMs: Date.now() - this.startedAt,
       tls: this.tls,
     });
+  }
+}
+
+/**
+ * Resets a session once no chunk has moved for `timeoutMs` (judged by its
+ * movedAt): one timer per session, re-armed for the remainder when it fires
+ * early, rather than a timer refreshed on every chunk.
+ */
+class QuietTimer {
+  private timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly session: Session,
+    private readonly timeoutMs: number,
+    private readonly reason: CloseReason,
+  ) {
+    this.timer = setTimeout(this.check, timeoutMs);
+  }
+
+  private readonly check = (): void => {
+    const quietMs = Date.now() - this.session.movedAt;
+    if (quietMs >= this.timeoutMs) this.session.abort(this.reason);
+    else this.timer = setTimeout(this.check, this.timeoutMs - quietMs);
+  };
+
+  stop(): void {
+    clearTimeout(this.timer);
   }
 }
 
