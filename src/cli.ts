@@ -7,7 +7,7 @@ import { joinDashValues } from "./cli/argv.js";
 import type { Override } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import type { DiscoverFlags } from "./commands/discover.js";
-import type { KeepaliveProxy } from "./main.js";
+import type { KeepaliveProxy } from "./lifecycle/keepalive-proxy.js";
 import { requireLinux } from "./cli/platform.js";
 import { errorText, reloadConfig } from "./cli/reload.js";
 import { type HandledSignal, SignalRelay, type StopSignal } from "./cli/signals.js";

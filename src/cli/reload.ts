@@ -1,5 +1,5 @@
 import type { Config } from "../config/schema.js";
-import type { KeepaliveProxy } from "../main.js";
+import type { KeepaliveProxy } from "../lifecycle/keepalive-proxy.js";
 
 /**
  * SIGHUP: re-read the config through `load` and apply it. The one function the

@@ -1,6 +1,6 @@
 import type { MetricObjectWithValues, MetricValue } from "prom-client";
 import type { Config } from "../config/schema.js";
-import type { ReloadOutcome } from "../main.js";
+import type { ReloadOutcome } from "../lifecycle/reload-outcome.js";
 
 /**
  * The messages between the supervisor and its worker processes, over the
