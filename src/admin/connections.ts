@@ -1,7 +1,7 @@
 import type { SessionTls } from "../proxy/hooks.js";
 import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import type { KernelLegOptions, TcpInfo } from "../net/socket-options.js";
+import { type KernelLegOptions, kernelIdleMs, type TcpInfo } from "../net/socket-options.js";
 
 /** A live session as /connections shows it; the proxy's Session fits it as it is. */
 export interface SessionView {
@@ -194,7 +194,7 @@ function describe(session: SessionView, kernel: KernelReader, now: number): Conn
   const client = legView(session.client, kernel);
   const closed = session.client.destroyed && (session.upstreamSocket?.destroyed ?? true);
   const upstream = session.upstreamSocket === undefined ? null : legView(session.upstreamSocket, kernel);
-  const idleMs = idleOf([client.tcpInfo, upstream?.tcpInfo ?? null]);
+  const idleMs = kernelIdleMs([client.tcpInfo, upstream?.tcpInfo]);
   return {
     id: session.id,
     listener: session.listener,
@@ -214,14 +214,4 @@ function describe(session: SessionView, kernel: KernelReader, now: number): Conn
 
 function legView(socket: Socket, kernel: KernelReader): LegView {
   return { options: kernel.read(socket) ?? null, tcpInfo: kernel.tcpInfo(socket) ?? null };
-}
-
-function idleOf(infos: readonly (TcpInfo | null)[]): number | null {
-  let idle: number | null = null;
-  for (const info of infos) {
-    if (info === null) continue;
-    const leg = Math.min(info.lastDataReceivedMs, info.lastDataSentMs);
-    idle = idle === null ? leg : Math.min(idle, leg);
-  }
-  return idle;
 }

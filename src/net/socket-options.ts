@@ -43,6 +43,22 @@ export interface TcpInfo {
   readonly lastAckReceivedMs: number;
 }
 
+/**
+ * How long no data has moved on any of these legs, as their kernels tell it:
+ * the least of each leg's time since data was last received and last sent
+ * (sent counts what the kernel transmits from its queue, so a slow reader
+ * still draining old bytes is not idle). Null when no leg has a TCP_INFO.
+ */
+export function kernelIdleMs(infos: readonly (TcpInfo | null | undefined)[]): number | null {
+  let idle: number | null = null;
+  for (const info of infos) {
+    if (info === null || info === undefined) continue;
+    const leg = Math.min(info.lastDataReceivedMs, info.lastDataSentMs);
+    idle = idle === null ? leg : Math.min(idle, leg);
+  }
+  return idle;
+}
+
 const SOL_SOCKET = 1;
 /** tcpi_state of a connection that is gone (include/net/tcp_states.h: TCP_CLOSE). */
 const TCP_STATE_CLOSE = 7;

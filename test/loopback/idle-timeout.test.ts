@@ -1,5 +1,6 @@
 import type { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
+import { loadLibc } from "../../src/net/libc.js";
 import { waitUntil } from "../helpers/in-process-proxy.js";
 import { startProxiedSession } from "../helpers/proxied-session.js";
 
@@ -47,4 +48,42 @@ describe("idle timeout", () => {
       expect((await nextClosed()).reason).toBe("proxy_idle_timeout");
     });
   }
+
+  // The proxy reads nothing while its kernel still sends what it read long
+  // ago to a client that reads slowly: the bytes are moving, so it is not idle.
+  it("keeps a session whose slow client is still draining what the upstream sent at the start", async () => {
+    const idleMs = 1_000;
+    const { client, server, atClient, closed, nextClosed, establish } = await startProxiedSession({ "idle-timeout": `${idleMs}ms` });
+    await establish();
+    // A small receive window, so what the client has not read stays in the proxy's kernel.
+    const fd = (client as unknown as { _handle: { fd: number } })._handle.fd;
+    expect(loadLibc().setInt(fd, SOL_SOCKET, SO_RCVBUF, 4096)).toBe(0);
+    client.pause();
+    const total = 256 * 1024;
+    server.write(Buffer.alloc(total, 5));
+    // One chunk every 300 ms for 3.5 s: more than three timeouts of reading.
+    const sipUntil = Date.now() + 3_500;
+    const pauseAfterOne = (): void => {
+      client.pause();
+    };
+    while (Date.now() < sipUntil) {
+      client.once("data", pauseAfterOne);
+      client.resume();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      client.off("data", pauseAfterOne);
+      client.pause();
+    }
+    expect(closed).toEqual([]);
+    expect(atClient.bytes).toBeGreaterThan(0);
+    expect(atClient.bytes).toBeLessThan(total); // still draining: the case is real
+    client.resume();
+    await waitUntil(() => atClient.bytes === total || undefined, 10_000, "the rest at the client");
+    const quietFrom = Date.now();
+    await waitUntil(() => atClient.closed, idleMs + 5_000, "the cut once everything was read");
+    expect(atClient.closedAt - quietFrom).toBeLessThanOrEqual(idleMs + 1_000);
+    expect((await nextClosed()).reason).toBe("proxy_idle_timeout");
+  });
 });
+
+const SOL_SOCKET = 1;
+const SO_RCVBUF = 8;

@@ -5,6 +5,7 @@ import { formatHostPort, unmapIPv4 } from "../../util/host-port.js";
 import type { SessionSummary, SessionTls } from "../hooks.js";
 import { CancelSource, type CancelSignal } from "../../util/cancel-signal.js";
 import type { SharedBufferForwarding } from "../../net/direct-forwarding.js";
+import { kernelIdleMs, type TcpInfo } from "../../net/socket-options.js";
 
 /**
  * The settings a session needs from its listener, fixed when it is accepted.
@@ -25,6 +26,8 @@ export interface LegControl {
   reset(socket: Socket): void;
   /** Whether an end of file read on this socket was really a reset. */
   resetBehindEnd(socket: Socket): boolean;
+  /** The kernel's TCP_INFO for this socket, or undefined once it has no fd. */
+  tcpInfo(socket: Socket): TcpInfo | undefined;
 }
 
 /** Who owns a session and hears when it has finished (the listener). */
@@ -295,6 +298,17 @@ export class Session {
     return peer.write(Buffer.from(buffer.subarray(taken, length)));
   }
 
+  /**
+   * How long no byte has moved either way: since the last chunk read, unless
+   * the kernel moved data on a leg more recently (bytes sent from its queue
+   * to a slow reader, or received while the proxy held back reading).
+   */
+  quietMs(now: number): number {
+    const sinceRead = now - this.movedAt;
+    const kernelIdle = kernelIdleMs([this.sockets.tcpInfo(this.client), this.upstream && this.sockets.tcpInfo(this.upstream)]);
+    return kernelIdle === null ? sinceRead : Math.min(sinceRead, kernelIdle);
+  }
+
   /** Ends the session before an upstream was attached (connect failed or timed out). */
   failConnect(reason: CloseReason, errno: string | undefined, upstreamAddress: string | undefined): void {
     if (upstreamAddress !== undefined) this.upstreamAddress = upstreamAddress;
@@ -400,8 +414,8 @@ export class Session {
 }
 
 /**
- * Resets a session once no chunk has moved for `timeoutMs` (judged by its
- * movedAt): one timer per session, re-armed for the remainder when it fires
+ * Resets a session once no byte has moved for `timeoutMs` (judged by its
+ * quietMs): one timer per session, re-armed for the remainder when it fires
  * early, rather than a timer refreshed on every chunk.
  */
 class QuietTimer {
@@ -416,7 +430,9 @@ class QuietTimer {
   }
 
   private readonly check = (): void => {
-    const quietMs = Date.now() - this.session.movedAt;
+    // The kernel is asked only once the proxy itself has seen nothing for the whole timeout.
+    const sinceRead = Date.now() - this.session.movedAt;
+    const quietMs = sinceRead >= this.timeoutMs ? this.session.quietMs(Date.now()) : sinceRead;
     if (quietMs >= this.timeoutMs) this.session.abort(this.reason);
     else this.timer = setTimeout(this.check, this.timeoutMs - quietMs);
   };
