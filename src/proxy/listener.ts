@@ -1,4 +1,5 @@
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import { nearDescriptorLimit } from "../net/descriptor-headroom.js";
 import type { Libc } from "../net/libc.js";
@@ -16,7 +17,7 @@ import { readProxyHeader } from "./admission/proxy-header-reader.js";
 import { encodeProxyHeader, type Endpoint, type ProxyProtocolVersion } from "./admission/proxy-protocol.js";
 import { formatAddress, Session, type SessionOwner } from "./session/session.js";
 import { type ConnectOutcome, releaseConnected } from "./upstream/upstream-connector.js";
-import { UpstreamPool, type UpstreamPolicy } from "./upstream/upstream-pool.js";
+import { type SecureStep, UpstreamPool, type UpstreamPolicy } from "./upstream/upstream-pool.js";
 import type { ClientTlsSettings, UpstreamTlsSettings } from "../tls/material.js";
 import { ClientTlsGate } from "../tls/listener-tls.js";
 
@@ -387,43 +388,36 @@ export class ProxyListener implements SessionOwner {
 
   private connectUpstream(session: Session, settings: ListenerSettings, origin: readonly [Endpoint, Endpoint] | undefined): void {
     session.watchWhileConnecting();
-    // The pool that makes the connection hears how its TLS handshake ends, even if a reload replaces it meanwhile.
-    const pool = this.pool;
-    pool.start(
+    const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(session.client))) : undefined;
+    const secure: SecureStep | undefined =
+      settings.upstreamTls === undefined
+        ? undefined
+        : (connected, done) => {
+            // A PROXY header goes in cleartext before the ClientHello, as HAProxy's `send-proxy` with `ssl` sends it.
+            if (header) connected.socket.write(header);
+            this.tls.originate(session, settings, connected, this.deps.hooks, done);
+          };
+    this.pool.start(
       {
         signal: session.signal,
         prepare: this.prepareUpstream,
         onAttempt: (result, durationMs, errno, address) => this.attempted(settings.name, result, durationMs, errno, address),
-        judgedAfterHandshake: settings.upstreamTls !== undefined,
+        // With TLS an attempt counts once its handshake succeeds: a failed one tries the next address.
+        secure,
       },
-      (outcome) => this.upstreamSettled(session, settings, origin, outcome, pool),
+      (outcome) => this.upstreamSettled(session, outcome, secure === undefined ? header : undefined),
     );
   }
 
-  /** The upstream connect ended: pair the socket with the client (after its TLS handshake, if any), or end the session. */
-  private upstreamSettled(
-    session: Session,
-    settings: ListenerSettings,
-    origin: readonly [Endpoint, Endpoint] | undefined,
-    outcome: ConnectOutcome,
-    pool: UpstreamPool,
-  ): void {
+  /** The upstream connect (and TLS handshake, if any) ended: pair the socket with the client, or end the session. */
+  private upstreamSettled(session: Session, outcome: ConnectOutcome, header: Buffer | undefined): void {
     if (!outcome.ok) {
       this.connectFailed(session, outcome);
       return;
     }
-    const header = settings.sendProxyProtocol ? encodeProxyHeader(settings.sendProxyProtocol, ...(origin ?? endpointsOf(session.client))) : undefined;
-    if (settings.upstreamTls) {
-      // A PROXY header goes in cleartext before the ClientHello, as HAProxy's `send-proxy` with `ssl` sends it.
-      if (header) outcome.socket.write(header);
-      const judged = (ok: boolean): void => pool.handshakeEnded(outcome.address, ok);
-      void this.tls.originate(session, settings, outcome, this.deps.hooks, judged).then((secured) => {
-        if (secured !== undefined) session.attachUpstream(secured, outcome.address);
-      });
-      return;
-    }
     session.attachUpstream(outcome.socket, outcome.address, header);
-    releaseConnected(outcome.socket); // the session's own error listener is on it now
+    // The session's own error listener is on it now (a TLS socket's handshake listener stays, and is harmless).
+    if (!(outcome.socket instanceof TLSSocket)) releaseConnected(outcome.socket);
     if (session.open) this.deps.hooks.sessionOpened?.(session);
   }
 
@@ -437,6 +431,10 @@ export class ProxyListener implements SessionOwner {
     if (outcome.result === "local") {
       this.acceptFailed(outcome.errno, "connect");
       session.abort(CloseReason.ProxyResourcesExhausted, outcome.errno);
+      return;
+    }
+    if (outcome.result === "handshake") {
+      session.failConnect(CloseReason.UpstreamTlsHandshakeFailed, outcome.errno, outcome.address);
       return;
     }
     const reason = outcome.result === "timeout" ? CloseReason.UpstreamConnectTimeout : CloseReason.UpstreamConnectFailed;

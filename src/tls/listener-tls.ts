@@ -1,10 +1,10 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import type { ProxyHooks } from "../proxy/hooks.js";
+import type { ProxyHooks, SessionTls } from "../proxy/hooks.js";
 import type { ListenerSettings } from "../proxy/listener.js";
 import { CloseReason } from "../proxy/session/close-reason.js";
 import type { Session } from "../proxy/session/session.js";
-import type { ConnectOutcome } from "../proxy/upstream/upstream-connector.js";
+import type { ConnectedUpstream } from "../proxy/upstream/upstream-pool.js";
 import { watchClientHandshake, wrapClient } from "./client-tls.js";
 import type { ClientTlsSettings } from "./material.js";
 import { originateTls } from "./upstream-tls.js";
@@ -59,33 +59,38 @@ export class ClientTlsGate {
   }
 
   /**
-   * Secures a connected upstream, bounded by the connect timeout. Undefined
-   * when it failed (the session is aborted with upstream_tls_handshake_failed
-   * and the TLS error code) or the session ended meanwhile. `judged` hears
-   * whether a handshake the session did not abandon succeeded, for the
-   * upstream's health.
+   * Secures a connected upstream, bounded by the connect timeout: the pool's
+   * secure step (UpstreamPool), which tries the next address when it fails.
+   * `done` gets the TLS socket, or undefined and the TLS error code when the
+   * handshake failed or the session ended meanwhile. Each handshake is counted
+   * and the session's TLS fields record the last one.
    */
-  async originate(
+  originate(
     session: Session,
     settings: ListenerSettings,
-    outcome: Extract<ConnectOutcome, { ok: true }>,
+    connected: ConnectedUpstream,
     hooks: ProxyHooks,
-    judged: (ok: boolean) => void,
-  ): Promise<TLSSocket | undefined> {
+    done: (secured: TLSSocket | undefined, code?: string) => void,
+  ): void {
     const tls = settings.upstreamTls;
-    if (tls === undefined) return undefined;
-    const result = await originateTls(outcome.socket, outcome.host, tls, settings.upstream.connectTimeoutMs, session.signal);
-    if (result.ok) {
-      judged(true);
-      hooks.tlsHandshake?.(settings.name, "upstream", "ok", result.durationMs);
-      session.tls = { ...session.tls, upstreamProtocol: result.protocol, upstreamCipher: result.cipher };
-      return result.socket;
+    if (tls === undefined) {
+      done(undefined);
+      return;
     }
-    if (result.cause === "cancelled" || !session.open) return undefined;
-    judged(false);
-    hooks.tlsHandshake?.(settings.name, "upstream", result.cause, result.durationMs);
-    session.tls = { ...session.tls, ...(result.code === undefined ? {} : { error: result.code }) };
-    session.failConnect(CloseReason.UpstreamTlsHandshakeFailed, result.code, outcome.address);
-    return undefined;
+    void originateTls(connected.socket, connected.host, tls, settings.upstream.connectTimeoutMs, session.signal).then((result) => {
+      if (result.ok) {
+        hooks.tlsHandshake?.(settings.name, "upstream", "ok", result.durationMs);
+        const secured: SessionTls = { ...session.tls, upstreamProtocol: result.protocol, upstreamCipher: result.cipher };
+        delete secured.error; // an earlier address's failed handshake no longer describes the session
+        session.tls = secured;
+        done(result.socket);
+        return;
+      }
+      if (result.cause !== "cancelled" && session.open) {
+        hooks.tlsHandshake?.(settings.name, "upstream", result.cause, result.durationMs);
+        session.tls = { ...session.tls, ...(result.code === undefined ? {} : { error: result.code }) };
+      }
+      done(undefined, result.code);
+    });
   }
 }

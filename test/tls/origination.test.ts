@@ -100,7 +100,7 @@ describe(`TLS origination on Node ${process.version}`, () => {
     expect(await nextClosed()).toMatchObject({ reason: "upstream_tls_handshake_failed", errno: "CERT_HAS_EXPIRED" });
   });
 
-  it("counts failed TLS handshakes against the upstream: after failureThreshold of them it is tried last, and sessions reach the next one", async () => {
+  it("tries the next upstream when a TLS handshake fails, and after failureThreshold failures skips the failing one", async () => {
     const bad = await stunnelUpstream(pki.expiredServer);
     const good = await stunnelUpstream(pki.server);
     const { port, nextClosed, proxy } = await startTestProxy({}, {
@@ -112,6 +112,7 @@ describe(`TLS origination on Node ${process.version}`, () => {
             addresses: [`127.0.0.1:${bad.port}`, `127.0.0.1:${good.port}`],
             failureThreshold: 2,
             cooldown: "60s",
+            retryBackoff: "0s",
             tls: { enabled: true, ca: pki.ca.cert, serverName: "localhost" },
           },
         },
@@ -119,16 +120,52 @@ describe(`TLS origination on Node ${process.version}`, () => {
     });
     const pool = [...proxy.listeners.values()][0]?.upstreams;
     if (!pool) throw new Error("no listener");
-    // The TCP connect to the first address succeeds each time; its handshake does not.
-    for (let i = 0; i < 2; i++) {
-      await connectClient(port);
-      expect(await nextClosed()).toMatchObject({ reason: "upstream_tls_handshake_failed", errno: "CERT_HAS_EXPIRED", upstream: `127.0.0.1:${bad.port}` });
+    const badAddress = `127.0.0.1:${bad.port}`;
+    // The TCP connect to the first address succeeds each time; its handshake does not, and the
+    // same session goes on to the second address: the client never sees the bad certificate.
+    for (let i = 1; i <= 2; i++) {
+      await helloAndFin(port, good.accepted);
+      const summary = await nextClosed();
+      expect(summary).toMatchObject({ reason: "client_eof", upstream: `127.0.0.1:${good.port}`, tls: { upstreamProtocol: "TLSv1.3" } });
+      expect(summary.tls?.error).toBeUndefined(); // the first address's failure no longer describes the session
+      // The second failure in a row reaches the threshold: the cool-down starts and the count restarts.
+      expect(pool.inCooldown(badAddress)).toBe(i === 2);
+      if (i === 1) expect(pool.healthOf(badAddress)?.failures).toBe(1);
     }
-    expect(pool.inCooldown(`127.0.0.1:${bad.port}`)).toBe(true);
+    const handshakes = await proxy.metrics?.registry.getSingleMetricAsString("keepalive_proxy_tls_handshakes_total");
+    expect(handshakes).toContain('side="upstream",result="failed"} 2\n');
+    expect(handshakes).toContain('side="upstream",result="ok"} 2\n');
+    // In cool-down it is no longer tried first: the third session goes straight to the good one.
     await helloAndFin(port, good.accepted);
     expect(await nextClosed()).toMatchObject({ reason: "client_eof", upstream: `127.0.0.1:${good.port}` });
+    expect(await proxy.metrics?.registry.getSingleMetricAsString("keepalive_proxy_tls_handshakes_total")).toContain('side="upstream",result="failed"} 2\n');
     // A good handshake clears the address's failures as a good connect does.
     expect(pool.healthOf(`127.0.0.1:${good.port}`)).toBeUndefined();
+  });
+
+  it("ends the session upstream_tls_handshake_failed with the last error once every attempt failed", async () => {
+    const first = await stunnelUpstream(pki.expiredServer);
+    const second = await stunnelUpstream(pki.expiredServer);
+    const { port, nextClosed } = await startTestProxy({}, {
+      listeners: [
+        {
+          name: "origin",
+          listen: "127.0.0.1:0",
+          upstream: {
+            addresses: [`127.0.0.1:${first.port}`, `127.0.0.1:${second.port}`],
+            retryBackoff: "0s",
+            tls: { enabled: true, ca: pki.ca.cert, serverName: "localhost" },
+          },
+        },
+      ],
+    });
+    await connectClient(port);
+    expect(await nextClosed()).toMatchObject({
+      reason: "upstream_tls_handshake_failed",
+      errno: "CERT_HAS_EXPIRED",
+      upstream: `127.0.0.1:${second.port}`,
+      tls: { error: "CERT_HAS_EXPIRED" },
+    });
   });
 
   it("presents its client certificate to an upstream that requires one (openssl s_server -Verify)", async () => {

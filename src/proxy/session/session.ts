@@ -264,7 +264,7 @@ export class Session {
     upstream.on("data", forwardChunk);
     client.on("data", forwardChunk);
     const direct = this.direct;
-    if (direct !== undefined && direct.canAdopt(client) && direct.canAdopt(upstream)) {
+    if (direct?.canAdopt(client) && direct.canAdopt(upstream)) {
       direct.adoptReads(client, forwardShared);
       direct.adoptReads(up, forwardShared);
     }

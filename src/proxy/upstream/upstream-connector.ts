@@ -14,7 +14,8 @@ export type ConnectOutcome =
   | { readonly ok: true; readonly socket: Socket; readonly address: string; readonly durationMs: number; readonly host?: string }
   | {
       readonly ok: false;
-      readonly result: Exclude<ConnectResult, "ok"> | "local";
+      /** `local`: the proxy's own resources failed; `handshake`: the last attempt connected but failed its secure step (TLS), with its error code as errno. */
+      readonly result: Exclude<ConnectResult, "ok"> | "local" | "handshake";
       readonly errno: string | undefined;
       readonly address: string | undefined;
       readonly durationMs: number;

@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import type { CancelSignal } from "../../util/cancel-signal.js";
@@ -56,14 +57,23 @@ export interface ConnectRequest {
   /** Applied to the socket the moment it connects. */
   readonly prepare?: SocketPreparer;
   /**
-   * The address's health is judged after a handshake on top of the TCP
-   * connect (TLS origination), which the caller reports through
-   * handshakeEnded: a TCP connect alone does not clear its failures, so an
-   * upstream whose handshakes keep failing reaches its cool-down as one that
-   * refuses does.
+   * A step each connected socket must pass before the attempt counts as made
+   * (TLS origination). A socket that fails it is a failed attempt like a
+   * refused connect: the address counts a failure (so one whose handshakes
+   * keep failing reaches its cool-down) and the next attempt runs.
    */
-  readonly judgedAfterHandshake?: boolean;
+  readonly secure?: SecureStep | undefined;
 }
+
+/** A connected upstream socket, as the pool hands it on. */
+export type ConnectedUpstream = Extract<ConnectOutcome, { ok: true }>;
+
+/**
+ * Secures a connected socket: `done` with the socket to use instead (a
+ * TLSSocket over it), or with undefined and the error code when it failed or
+ * the request's signal ended it (the step destroys the socket either way).
+ */
+export type SecureStep = (connected: ConnectedUpstream, done: (secured: Socket | undefined, code?: string) => void) => void;
 
 /**
  * The upstream addresses of one listener and what it has learnt about them.
@@ -114,7 +124,7 @@ export class UpstreamPool {
   private tryCandidates(
     candidates: readonly Candidate[],
     dnsErrno: string | undefined,
-    { signal, onAttempt, prepare, judgedAfterHandshake }: ConnectRequest,
+    { signal, onAttempt, prepare, secure }: ConnectRequest,
     started: number,
     done: ConnectDone,
   ): void {
@@ -134,34 +144,52 @@ export class UpstreamPool {
       const candidate = candidates[n % candidates.length] as Candidate;
       startConnect(candidate.ip, candidate.port, this.policy.connectTimeoutMs, signal, prepare, candidate.key, (last) => {
         if (last.ok) {
-          if (judgedAfterHandshake !== true) this.recordSuccess(candidate.key);
           onAttempt("ok", last.durationMs, undefined, last.address);
-          done({ ...last, host: candidate.host });
+          const connected: ConnectedUpstream = { ...last, host: candidate.host };
+          if (secure === undefined) {
+            this.recordSuccess(candidate.key);
+            done(connected);
+            return;
+          }
+          secure(connected, (secured, code) => {
+            if (secured !== undefined) {
+              this.recordSuccess(candidate.key);
+              done({ ...connected, socket: secured });
+              return;
+            }
+            if (signal.aborted) return done(cancelled());
+            this.recordFailure(candidate.key);
+            retryOrEnd(n, { ok: false, result: "handshake", errno: code, address: last.address, durationMs: performance.now() - started });
+          });
           return;
         }
-        if (last.result === "local") return done(last);
+        // (`handshake` is the pool's own verdict, never a connect's.)
+        if (last.result === "local" || last.result === "handshake") return done(last);
         onAttempt(last.result, last.durationMs, last.errno, last.address);
         if (last.result === "cancelled") return done(last);
         this.recordFailure(candidate.key);
-        if (n + 1 >= attempts) return done(last);
-        const backoffMs = this.policy.retryBackoffMs * 2 ** n;
-        if (backoffMs <= 0) return attempt(n + 1);
-        // A wait with nothing of its own to end it: only its timeout (retry) or the signal (cancelled).
-        if (signal.aborted) return done(cancelled());
-        settleOnce({ timeoutMs: backoffMs, signal, onTimeout: () => true, onAbort: () => false }, (waited) => (waited ? attempt(n + 1) : done(cancelled())));
+        retryOrEnd(n, last);
       });
     };
+    /** After failed attempt n: the next one after its backoff, or `failed` when none is left. */
+    const retryOrEnd = (n: number, failed: ConnectOutcome): void => {
+      if (n + 1 >= attempts) {
+        done(failed);
+        return;
+      }
+      const backoffMs = this.policy.retryBackoffMs * 2 ** n;
+      if (backoffMs <= 0) {
+        attempt(n + 1);
+        return;
+      }
+      // A wait with nothing of its own to end it: only its timeout (retry) or the signal (cancelled).
+      if (signal.aborted) {
+        done(cancelled());
+        return;
+      }
+      settleOnce({ timeoutMs: backoffMs, signal, onTimeout: () => true, onAbort: () => false }, (waited) => (waited ? attempt(n + 1) : done(cancelled())));
+    };
     attempt(0);
-  }
-
-  /**
-   * The handshake on a connection this pool made (judgedAfterHandshake) ended:
-   * a success clears the address's failures, a failure counts as a failed
-   * connect. Not for a handshake the session abandoned, which says nothing.
-   */
-  handshakeEnded(address: string, ok: boolean): void {
-    if (ok) this.recordSuccess(address);
-    else this.recordFailure(address);
   }
 
   /**
