@@ -431,8 +431,9 @@ class QuietTimer {
 
   private readonly check = (): void => {
     // The kernel is asked only once the proxy itself has seen nothing for the whole timeout.
-    const sinceRead = Date.now() - this.session.movedAt;
-    const quietMs = sinceRead >= this.timeoutMs ? this.session.quietMs(Date.now()) : sinceRead;
+    const now = Date.now();
+    const sinceRead = now - this.session.movedAt;
+    const quietMs = sinceRead >= this.timeoutMs ? this.session.quietMs(now) : sinceRead;
     if (quietMs >= this.timeoutMs) this.session.abort(this.reason);
     else this.timer = setTimeout(this.check, this.timeoutMs - quietMs);
   };

@@ -1,6 +1,5 @@
-import type { Socket } from "node:net";
 import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
+import { isIP, type Socket } from "node:net";
 import type { CancelSignal } from "../../util/cancel-signal.js";
 import { formatHostPort, type HostPort } from "../../util/host-port.js";
 import { settleOnce } from "../../util/settle-once.js";
